@@ -1,0 +1,48 @@
+"""Domain errors that every service raises, each carrying the gRPC status it maps to.
+
+Engines and servicers raise these; one server interceptor (services.common.error_mapping)
+turns them into status codes, so no layer below the transport needs to know about gRPC
+contexts.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class ChorusError(Exception):
+    """Base of the errors a caller may see; the message is safe to send to the caller."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(ChorusError):
+    """The request is malformed; the message names the offending field."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class ResourceExhausted(ChorusError):
+    """The service is at capacity; the caller should back off and retry."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(ChorusError):
+    """The service, or something it depends on, cannot serve right now."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class EngineError(ChorusError):
+    """The model failed on an input it accepted; details go to the log, not the caller."""
+
+    code = grpc.StatusCode.INTERNAL

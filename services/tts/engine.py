@@ -1,0 +1,103 @@
+"""The interface every speech engine implements, free of gRPC and of the event loop."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from services.common.errors import InvalidArgument
+
+PcmChunk = npt.NDArray[np.float32]
+"""Mono float32 samples in [-1, 1] at the engine's native sample rate."""
+
+ChunkSink = Callable[[PcmChunk], bool]
+"""Receives each chunk as it is made; returns False to stop the synthesis early."""
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """A voice the engine can speak with."""
+
+    name: str
+    languages: tuple[str, ...]
+    gender: str = "unknown"
+
+
+class SpeechEngine(ABC):
+    """A text-to-speech model: loaded once per process, then asked for one sentence at a time.
+
+    Engines that stream inside a sentence (espeak) call the sink many times per sentence;
+    engines that cannot (most neural models) call it once with the whole sentence. The
+    caller splits text into sentences, so both kinds stream at sentence granularity or
+    better.
+    """
+
+    name: str
+    """Short engine identifier, as configured (``espeak``, ``coqui``)."""
+
+    @property
+    @abstractmethod
+    def model_version(self) -> str:
+        """Identifies the model and its data, so cached audio is never served across versions."""
+
+    @property
+    @abstractmethod
+    def sample_rate(self) -> int:
+        """Native output sample rate in Hz."""
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load the model; raises with a clear message when its files are missing."""
+
+    @abstractmethod
+    def warm_up(self) -> None:
+        """Run a first synthesis so that the first real request pays no start-up cost."""
+
+    @abstractmethod
+    def voices(self) -> Sequence[VoiceInfo]:
+        """The voices this engine offers."""
+
+    @abstractmethod
+    def synthesize(
+        self, text: str, voice: VoiceInfo, speaking_rate: float, sink: ChunkSink
+    ) -> None:
+        """Speak one sentence, passing PCM to ``sink`` as it is made.
+
+        Blocking and safe to call from any thread: engines serialise access to shared
+        model state themselves.
+        """
+
+    def resolve_voice(self, voice: str, language: str) -> VoiceInfo:
+        """Pick the voice a request asks for by name, else by language, else the first.
+
+        Raises InvalidArgument naming ``voice`` or ``language`` when nothing matches.
+        """
+        voices = self.voices()
+        if voice:
+            wanted = voice.casefold()
+            for candidate in voices:
+                if candidate.name.casefold() == wanted:
+                    if language and not _speaks(candidate, language):
+                        raise InvalidArgument(
+                            "language", f"voice {voice!r} does not speak {language!r}"
+                        )
+                    return candidate
+            raise InvalidArgument("voice", f"unknown voice {voice!r}; see ListVoices")
+        if language:
+            for candidate in voices:
+                if _speaks(candidate, language):
+                    return candidate
+            raise InvalidArgument("language", f"no voice speaks {language!r}")
+        return voices[0]
+
+
+def _speaks(voice: VoiceInfo, language: str) -> bool:
+    """True when ``voice`` speaks ``language`` or a regional variant of it."""
+    wanted = language.casefold().replace("_", "-")
+    return any(
+        lang == wanted or lang.startswith(wanted + "-") for lang in (x.casefold() for x in voice.languages)
+    )
