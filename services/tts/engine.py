@@ -39,6 +39,9 @@ class SpeechEngine(ABC):
     name: str
     """Short engine identifier, as configured (``espeak``, ``coqui``)."""
 
+    default_voice: str
+    """The voice used when a request names neither voice nor language."""
+
     @property
     @abstractmethod
     def model_version(self) -> str:
@@ -72,7 +75,7 @@ class SpeechEngine(ABC):
         """
 
     def resolve_voice(self, voice: str, language: str) -> VoiceInfo:
-        """Pick the voice a request asks for by name, else by language, else the first.
+        """Pick the voice a request asks for by name, else by language, else the default.
 
         Raises InvalidArgument naming ``voice`` or ``language`` when nothing matches.
         """
@@ -92,7 +95,7 @@ class SpeechEngine(ABC):
                 if _speaks(candidate, language):
                     return candidate
             raise InvalidArgument("language", f"no voice speaks {language!r}")
-        return voices[0]
+        return self.resolve_voice(self.default_voice, "")
 
 
 def _speaks(voice: VoiceInfo, language: str) -> bool:
