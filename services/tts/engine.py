@@ -84,7 +84,7 @@ class SpeechEngine(ABC):
             wanted = voice.casefold()
             for candidate in voices:
                 if candidate.name.casefold() == wanted:
-                    if language and not _speaks(candidate, language):
+                    if language and not speaks(candidate, language):
                         raise InvalidArgument(
                             "language", f"voice {voice!r} does not speak {language!r}"
                         )
@@ -92,13 +92,13 @@ class SpeechEngine(ABC):
             raise InvalidArgument("voice", f"unknown voice {voice!r}; see ListVoices")
         if language:
             for candidate in voices:
-                if _speaks(candidate, language):
+                if speaks(candidate, language):
                     return candidate
             raise InvalidArgument("language", f"no voice speaks {language!r}")
         return self.resolve_voice(self.default_voice, "")
 
 
-def _speaks(voice: VoiceInfo, language: str) -> bool:
+def speaks(voice: VoiceInfo, language: str) -> bool:
     """True when ``voice`` speaks ``language`` or a regional variant of it."""
     wanted = language.casefold().replace("_", "-")
     return any(

@@ -1,0 +1,111 @@
+"""Admission control: a bounded number of requests in flight and a bounded queue.
+
+Beyond both bounds a request is refused at once with RESOURCE_EXHAUSTED, so overload
+never builds an unbounded queue and callers learn to back off within microseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from opentelemetry.metrics import Meter, Observation
+
+from services.common.errors import ResourceExhausted
+
+
+class AdmissionController:
+    """Grants slots to at most ``max_in_flight`` requests, queueing ``max_queue`` more.
+
+    Waiters are served first come, first served. Used from one asyncio event loop.
+    """
+
+    def __init__(
+        self, *, max_in_flight: int, max_queue: int, queue_timeout_s: float, meter: Meter
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        if max_queue < 0:
+            raise ValueError("max_queue must not be negative")
+        self._max_in_flight = max_in_flight
+        self._max_queue = max_queue
+        self._queue_timeout_s = queue_timeout_s
+        self._in_flight = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._rejections = meter.create_counter(
+            "chorus.admission.rejections",
+            description="Requests refused because the service was at capacity",
+        )
+        meter.create_observable_gauge(
+            "chorus.admission.queue_depth",
+            callbacks=[lambda _options: [Observation(len(self._waiters))]],
+            description="Requests waiting for a slot",
+        )
+        meter.create_observable_gauge(
+            "chorus.admission.in_flight",
+            callbacks=[lambda _options: [Observation(self._in_flight)]],
+            description="Requests holding a slot",
+        )
+
+    @property
+    def in_flight(self) -> int:
+        """Requests currently holding a slot."""
+        return self._in_flight
+
+    @property
+    def queued(self) -> int:
+        """Requests currently waiting for a slot."""
+        return len(self._waiters)
+
+    @asynccontextmanager
+    async def slot(self, method: str) -> AsyncIterator[None]:
+        """Hold one slot for the duration of the block; refuse at once when full."""
+        await self._acquire(method)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, method: str) -> None:
+        if self._in_flight < self._max_in_flight and not self._waiters:
+            self._in_flight += 1
+            return
+        if len(self._waiters) >= self._max_queue:
+            self._reject(method, "queue full")
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self._queue_timeout_s)
+        except TimeoutError:
+            if waiter.done():
+                # Granted in the same instant the timeout fired: keep the slot.
+                return
+            waiter.cancel()
+            self._waiters.remove(waiter)
+            self._reject(method, f"no slot within {self._queue_timeout_s:g} s")
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()
+            else:
+                waiter.cancel()
+                self._waiters.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        # Hand the slot straight to the oldest waiter so no newcomer can jump the queue.
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._in_flight -= 1
+
+    def _reject(self, method: str, reason: str) -> None:
+        self._rejections.add(1, {"rpc.method": method})
+        raise ResourceExhausted(
+            f"server at capacity ({self._max_in_flight} in flight, "
+            f"{len(self._waiters)} queued): {reason}; retry with backoff"
+        )
+

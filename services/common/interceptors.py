@@ -1,0 +1,172 @@
+"""Server interceptors every Chorus service installs after OpenTelemetry's own.
+
+- ErrorMappingInterceptor: the one place where exceptions become status codes. Domain
+  errors (services.common.errors) keep their message; anything else is logged with its
+  traceback and reaches the caller as a generic INTERNAL, never as a traceback or UNKNOWN.
+- ReadinessInterceptor: refuses the service's own RPCs with UNAVAILABLE, naming the
+  reason, until its models are loaded and warmed up (health and reflection stay open).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from services.common.errors import ChorusError, Unavailable
+
+logger = logging.getLogger(__name__)
+
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+UnaryBehavior = Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]]
+StreamBehavior = Callable[[Any, aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+Wrapper = Callable[[str, UnaryBehavior | StreamBehavior], UnaryBehavior | StreamBehavior]
+
+
+class ErrorMappingInterceptor(aio.ServerInterceptor):
+    """Maps exceptions raised by servicers to gRPC status codes."""
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        return _wrap_handler(handler, handler_call_details.method, _map_unary, _map_stream)
+
+
+class ReadinessInterceptor(aio.ServerInterceptor):
+    """Answers UNAVAILABLE for the guarded services until ``readiness`` says ready."""
+
+    def __init__(self, readiness: Readiness, guarded_services: Iterable[str]) -> None:
+        self._readiness = readiness
+        self._prefixes = tuple(f"/{name}/" for name in guarded_services)
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if not handler_call_details.method.startswith(self._prefixes):
+            return handler
+        readiness = self._readiness
+
+        def guard_unary(_method: str, behavior: UnaryBehavior) -> UnaryBehavior:
+            async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+                readiness.check()
+                return await behavior(request, context)
+
+            return guarded
+
+        def guard_stream(_method: str, behavior: StreamBehavior) -> StreamBehavior:
+            async def guarded(
+                request: Any, context: aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                readiness.check()
+                async with contextlib.aclosing(behavior(request, context)) as responses:
+                    async for response in responses:
+                        yield response
+
+            return guarded
+
+        return _wrap_handler(handler, handler_call_details.method, guard_unary, guard_stream)
+
+
+class Readiness:
+    """Whether the service's models are loaded; why not, when they are not."""
+
+    def __init__(self) -> None:
+        self._ready = False
+        self._reason = "starting: models are loading"
+
+    @property
+    def ready(self) -> bool:
+        """True once the models are loaded and warmed up."""
+        return self._ready
+
+    @property
+    def reason(self) -> str:
+        """Why the service is not ready (empty when it is)."""
+        return self._reason
+
+    def set_ready(self) -> None:
+        """Mark the service ready to take requests."""
+        self._ready, self._reason = True, ""
+
+    def set_not_ready(self, reason: str) -> None:
+        """Mark the service unable to take requests, for ``reason``."""
+        self._ready, self._reason = False, reason
+
+    def check(self) -> None:
+        """Raise Unavailable with the reason unless the service is ready."""
+        if not self._ready:
+            raise Unavailable(f"service not ready: {self._reason}")
+
+
+def _wrap_handler(
+    handler: grpc.RpcMethodHandler | None,
+    method: str,
+    wrap_unary: Callable[[str, UnaryBehavior], UnaryBehavior],
+    wrap_stream: Callable[[str, StreamBehavior], StreamBehavior],
+) -> grpc.RpcMethodHandler | None:
+    """Rebuild ``handler`` with its unary-request behaviour wrapped.
+
+    Client-streaming RPCs pass through unchanged: Chorus serves none of them.
+    """
+    if handler is None or handler.request_streaming:
+        return handler
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(
+            wrap_stream(method, handler.unary_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return grpc.unary_unary_rpc_method_handler(
+        wrap_unary(method, handler.unary_unary),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _map_unary(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
+    async def mapped(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behavior(request, context)
+        except aio.AbortError:
+            raise
+        except ChorusError as error:
+            await _abort_with(context, method, error)
+        except Exception:
+            await _abort_internal(context, method)
+
+    return mapped
+
+
+def _map_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
+    async def mapped(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        try:
+            # aclosing: a cancelled RPC closes the servicer's generator at once, in this task.
+            async with contextlib.aclosing(behavior(request, context)) as responses:
+                async for response in responses:
+                    yield response
+        except aio.AbortError:
+            raise
+        except ChorusError as error:
+            await _abort_with(context, method, error)
+        except Exception:
+            await _abort_internal(context, method)
+
+    return mapped
+
+
+async def _abort_with(
+    context: aio.ServicerContext[Any, Any], method: str, error: ChorusError
+) -> None:
+    logger.info("%s -> %s: %s", method, error.code.name, error.message)
+    await context.abort(error.code, error.message)
+
+
+async def _abort_internal(context: aio.ServicerContext[Any, Any], method: str) -> None:
+    logger.exception("%s failed", method)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")

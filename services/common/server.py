@@ -1,0 +1,152 @@
+"""The grpc.aio server bootstrap every Chorus service runs on.
+
+Start-up order matters to callers and to Kubernetes: the port opens first with health
+NOT_SERVING, so probes get an answer while models load; the service turns SERVING only
+after its models are loaded and warmed up. On SIGTERM or SIGINT health turns NOT_SERVING
+at once (load balancers stop sending), then streams in flight get ``grace_s`` to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from services.common.interceptors import (
+    ErrorMappingInterceptor,
+    Readiness,
+    ReadinessInterceptor,
+)
+from services.common.settings import ServerSettings
+from services.common.telemetry import Telemetry
+
+logger = logging.getLogger(__name__)
+
+OVERALL_HEALTH = ""
+"""The health service name that stands for the whole server."""
+
+
+class ChorusService(Protocol):
+    """What a service plugs into the bootstrap: its servicers and its model lifecycle."""
+
+    @property
+    def service_names(self) -> Sequence[str]:
+        """Full gRPC service names, e.g. ``chorus.tts.v1.TextToSpeech``."""
+        ...
+
+    def add_to_server(self, server: aio.Server) -> None:
+        """Register the servicers on ``server``."""
+        ...
+
+    async def load(self) -> None:
+        """Load and warm up the models; raises with a clear message when it cannot."""
+        ...
+
+    async def close(self) -> None:
+        """Release models, pools and connections after the server has stopped."""
+        ...
+
+
+@dataclass
+class RunningServer:
+    """A started server and the handles needed to drive its lifecycle."""
+
+    server: aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    readiness: Readiness
+    service: ChorusService
+
+    async def load_service(self) -> bool:
+        """Load the service's models and turn SERVING; on failure stay NOT_SERVING.
+
+        Returns whether the service is ready. A failure is logged with its reason and
+        reported by every guarded RPC, never masked by a fallback engine.
+        """
+        try:
+            await self.service.load()
+        except Exception as error:
+            reason = f"model load failed: {error}"
+            logger.exception("%s", reason)
+            self.readiness.set_not_ready(reason)
+            return False
+        self.readiness.set_ready()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        logger.info("serving %s on port %d", ", ".join(self.service.service_names), self.port)
+        return True
+
+    async def stop(self, grace_s: float) -> None:
+        """Turn NOT_SERVING, let RPCs in flight finish within ``grace_s``, then close."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+        await self.service.close()
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        for name in (OVERALL_HEALTH, *self.service.service_names):
+            await self.health.set(name, status)
+
+
+async def start_server(
+    service: ChorusService, settings: ServerSettings, telemetry: Telemetry
+) -> RunningServer:
+    """Open the port with health, reflection and interceptors; models are not loaded yet.
+
+    Binds ``settings.host:settings.port``; port 0 picks a free port (tests), reported in
+    the returned ``RunningServer.port``.
+    """
+    readiness = Readiness()
+    message_options = [
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+    ]
+    server = aio.server(
+        interceptors=[
+            aio_server_interceptor(tracer_provider=telemetry.tracer_provider),
+            ErrorMappingInterceptor(),
+            ReadinessInterceptor(readiness, service.service_names),
+        ],
+        options=message_options,
+    )
+    service.add_to_server(server)
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in (OVERALL_HEALTH, *service.service_names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection(
+        (*service.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+    await server.start()
+    return RunningServer(server, port, health_servicer, readiness, service)
+
+
+async def serve(service: ChorusService, settings: ServerSettings, telemetry: Telemetry) -> None:
+    """Run ``service`` until SIGTERM or SIGINT, then shut down gracefully."""
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested.set)
+
+    running = await start_server(service, settings, telemetry)
+    logger.info("listening on %s:%d, loading models", settings.host, running.port)
+    try:
+        loader = asyncio.create_task(running.load_service())
+        await stop_requested.wait()
+        logger.info("shutting down: %.1f s for RPCs in flight", settings.grace_s)
+        loader.cancel()
+    finally:
+        await running.stop(settings.grace_s)
+        telemetry.shutdown()
+

@@ -1,0 +1,93 @@
+"""TTS server: wires engine, cache, admission control and servicer into the common bootstrap."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
+from grpc import aio
+
+from services.common.admission import AdmissionController
+from services.common.cache import ResultCache
+from services.common.logging_setup import configure_logging
+from services.common.server import serve
+from services.common.settings import load_settings
+from services.common.telemetry import Telemetry, configure_telemetry
+from services.tts.engine import SpeechEngine
+from services.tts.engines import create_engine
+from services.tts.servicer import TextToSpeechServicer
+from services.tts.settings import TtsSettings
+from services.tts.synthesis import SpeechStreamer
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = tts_pb2.DESCRIPTOR.services_by_name["TextToSpeech"].full_name
+
+
+class TtsService:
+    """The TextToSpeech service with its resident engine (a ChorusService)."""
+
+    def __init__(
+        self, settings: TtsSettings, telemetry: Telemetry, engine: SpeechEngine | None = None
+    ) -> None:
+        self._settings = settings
+        self.engine = engine if engine is not None else create_engine(settings)
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.engine_workers, thread_name_prefix="tts-engine"
+        )
+        self.cache = ResultCache(
+            namespace="tts",
+            max_bytes=settings.cache_max_bytes,
+            redis_url=settings.redis_url or None,
+            redis_timeout_s=settings.redis_timeout_s,
+            ttl_s=settings.cache_ttl_s,
+            tracer=telemetry.tracer,
+            meter=telemetry.meter,
+        )
+        self.admission = AdmissionController(
+            max_in_flight=settings.max_in_flight,
+            max_queue=settings.max_queue,
+            queue_timeout_s=settings.queue_timeout_s,
+            meter=telemetry.meter,
+        )
+        self._servicer = TextToSpeechServicer(
+            engine=self.engine,
+            streamer=SpeechStreamer(self.engine, self._executor, settings.sentences_ahead),
+            cache=self.cache,
+            admission=self.admission,
+            tracer=telemetry.tracer,
+            meter=telemetry.meter,
+            max_text_chars=settings.max_text_chars,
+        )
+
+    @property
+    def service_names(self) -> Sequence[str]:
+        """The gRPC service this server offers."""
+        return (SERVICE_NAME,)
+
+    def add_to_server(self, server: aio.Server) -> None:
+        """Register the TextToSpeech servicer."""
+        tts_pb2_grpc.add_TextToSpeechServicer_to_server(self._servicer, server)
+
+    async def load(self) -> None:
+        """Load and warm up the engine on its own thread, off the event loop."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.engine.load)
+        await loop.run_in_executor(self._executor, self.engine.warm_up)
+        logger.info("engine %s ready (%s)", self.engine.name, self.engine.model_version)
+
+    async def close(self) -> None:
+        """Close the cache's connections and the engine's thread."""
+        await self.cache.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the TTS server until SIGTERM or SIGINT."""
+    settings = load_settings(TtsSettings, argv)
+    configure_logging(settings.log_level)
+    telemetry = configure_telemetry("chorus-tts")
+    asyncio.run(serve(TtsService(settings, telemetry), settings, telemetry))

@@ -1,0 +1,124 @@
+import asyncio
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from services.common.admission import AdmissionController
+from services.common.errors import ResourceExhausted
+
+
+def controller(
+    max_in_flight: int, max_queue: int, timeout_s: float = 1.0
+) -> tuple[AdmissionController, InMemoryMetricReader]:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    return (
+        AdmissionController(
+            max_in_flight=max_in_flight,
+            max_queue=max_queue,
+            queue_timeout_s=timeout_s,
+            meter=meter,
+        ),
+        reader,
+    )
+
+
+def metric_points(reader: InMemoryMetricReader, name: str) -> list[float]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    return [
+        point.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
+
+
+async def test_refuses_at_once_beyond_in_flight_and_queue() -> None:
+    admission, reader = controller(max_in_flight=2, max_queue=1)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with admission.slot("M"):
+            await release.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert (admission.in_flight, admission.queued) == (2, 1)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ResourceExhausted, match="at capacity"):
+        async with admission.slot("M"):
+            pass
+    assert loop.time() - started < 0.05
+    assert metric_points(reader, "chorus.admission.rejections") == [1]
+    assert metric_points(reader, "chorus.admission.queue_depth") == [1]
+
+    release.set()
+    await asyncio.gather(*holders)
+    assert (admission.in_flight, admission.queued) == (0, 0)
+
+
+async def test_queued_requests_are_served_in_arrival_order() -> None:
+    admission, _ = controller(max_in_flight=1, max_queue=5)
+    order: list[int] = []
+    gate = asyncio.Event()
+
+    async def request(i: int) -> None:
+        async with admission.slot("M"):
+            order.append(i)
+            await gate.wait()
+
+    tasks = []
+    for i in range(4):
+        tasks.append(asyncio.create_task(request(i)))
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3]
+
+
+async def test_waiting_past_the_queue_timeout_is_refused_and_leaves_no_trace() -> None:
+    admission, _ = controller(max_in_flight=1, max_queue=1, timeout_s=0.05)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with admission.slot("M"):
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    with pytest.raises(ResourceExhausted, match="no slot within"):
+        async with admission.slot("M"):
+            pass
+    assert admission.queued == 0
+    release.set()
+    await holder
+    assert admission.in_flight == 0
+
+
+async def test_cancelled_waiter_gives_its_place_back() -> None:
+    admission, _ = controller(max_in_flight=1, max_queue=2)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with admission.slot("M"):
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(hold())
+    await asyncio.sleep(0.01)
+    assert admission.queued == 1
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert admission.queued == 0
+    release.set()
+    await holder
+    assert admission.in_flight == 0

@@ -1,0 +1,18 @@
+import pytest
+
+from services.tts.cached_audio import pack_chunks, unpack_chunks
+
+
+def test_round_trip_keeps_chunk_boundaries() -> None:
+    chunks = [b"abc", b"", b"\x00" * 1000, b"z"]
+    assert unpack_chunks(pack_chunks(chunks)) == chunks
+
+
+def test_empty_synthesis_round_trips() -> None:
+    assert unpack_chunks(pack_chunks([])) == []
+
+
+@pytest.mark.parametrize("blob", [b"", b"\x05\x00\x00\x00", pack_chunks([b"abc"])[:-1]])
+def test_corrupt_blob_is_refused(blob: bytes) -> None:
+    with pytest.raises(ValueError, match="cached synthesis"):
+        unpack_chunks(blob)
