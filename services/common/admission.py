@@ -108,4 +108,3 @@ class AdmissionController:
             f"server at capacity ({self._max_in_flight} in flight, "
             f"{len(self._waiters)} queued): {reason}; retry with backoff"
         )
-

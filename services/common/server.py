@@ -149,4 +149,3 @@ async def serve(service: ChorusService, settings: ServerSettings, telemetry: Tel
     finally:
         await running.stop(settings.grace_s)
         telemetry.shutdown()
-

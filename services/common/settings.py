@@ -24,9 +24,7 @@ SettingsT = TypeVar("SettingsT")
 class ServerSettings:
     """What every Chorus server needs, whatever it serves."""
 
-    host: str = dataclasses.field(
-        default="[::]", metadata={"help": "address to listen on"}
-    )
+    host: str = dataclasses.field(default="[::]", metadata={"help": "address to listen on"})
     port: int = dataclasses.field(default=0, metadata={"help": "port to listen on"})
     grace_s: float = dataclasses.field(
         default=10.0, metadata={"help": "seconds streams in flight get to finish on SIGTERM"}

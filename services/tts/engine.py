@@ -102,5 +102,6 @@ def speaks(voice: VoiceInfo, language: str) -> bool:
     """True when ``voice`` speaks ``language`` or a regional variant of it."""
     wanted = language.casefold().replace("_", "-")
     return any(
-        lang == wanted or lang.startswith(wanted + "-") for lang in (x.casefold() for x in voice.languages)
+        lang == wanted or lang.startswith(wanted + "-")
+        for lang in (x.casefold() for x in voice.languages)
     )

@@ -6,7 +6,7 @@ import re
 
 # A sentence ends at . ! ? (or their CJK forms) followed by space, or at a blank line.
 # Abbreviations such as "Dr." may split early: harmless, the audio only gains a pause.
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n\s*\n")
+_SENTENCE_END = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])\s+|\n\s*\n")
 
 
 def split_sentences(text: str) -> list[str]:

@@ -55,7 +55,9 @@ class TtsService:
         )
         self._servicer = TextToSpeechServicer(
             engine=self.engine,
-            streamer=SpeechStreamer(self.engine, self._executor, settings.sentences_ahead),
+            streamer=SpeechStreamer(
+                self.engine, self._executor, telemetry.tracer, settings.sentences_ahead
+            ),
             cache=self.cache,
             admission=self.admission,
             tracer=telemetry.tracer,

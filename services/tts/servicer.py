@@ -136,7 +136,9 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
                         if not made:
                             first_chunk_s = time.perf_counter() - started
                             span.add_event("tts.first_chunk")
-                            self._ttfa.record(first_chunk_s, {"chorus.cache.hit": cached is not None})
+                            self._ttfa.record(
+                                first_chunk_s, {"chorus.cache.hit": cached is not None}
+                            )
                         samples = len(audio) // spec.sample_format.bytes_per_sample
                         yield tts_pb2.SynthesizeResponse(
                             chunk=tts_pb2.AudioChunk(

@@ -17,6 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
+from opentelemetry import trace
 
 from services.common.pcm import Rechunker, SampleFormat, StreamResampler, encode
 from services.tts.engine import PcmChunk, SpeechEngine, VoiceInfo
@@ -57,11 +58,18 @@ _EMPTY: PcmChunk = np.zeros(0, dtype=np.float32)
 class SpeechStreamer:
     """Turns SynthesisSpecs into streams of encoded chunks with one engine."""
 
-    def __init__(self, engine: SpeechEngine, executor: Executor, sentences_ahead: int = 2) -> None:
+    def __init__(
+        self,
+        engine: SpeechEngine,
+        executor: Executor,
+        tracer: trace.Tracer,
+        sentences_ahead: int = 2,
+    ) -> None:
         if sentences_ahead < 1:
             raise ValueError("sentences_ahead must be at least 1")
         self._engine = engine
         self._executor = executor
+        self._tracer = tracer
         self._sentences_ahead = sentences_ahead
 
     async def stream(
@@ -91,14 +99,17 @@ class SpeechStreamer:
             try:
                 for sentence in sentences:
                     await room_ahead.acquire()
-                    await loop.run_in_executor(
-                        self._executor,
-                        self._engine.synthesize,
-                        sentence,
-                        spec.voice,
-                        spec.speaking_rate,
-                        sink,
-                    )
+                    with self._tracer.start_as_current_span(
+                        "tts.sentence", attributes={"chorus.tts.chars": len(sentence)}
+                    ):
+                        await loop.run_in_executor(
+                            self._executor,
+                            self._engine.synthesize,
+                            sentence,
+                            spec.voice,
+                            spec.speaking_rate,
+                            sink,
+                        )
                     # Chunks were queued by call_soon_threadsafe before the executor's
                     # result arrived, so this marker lands after the sentence's audio.
                     queue.put_nowait(_SENTENCE_END)
@@ -127,4 +138,3 @@ class SpeechStreamer:
             stopped.set()
             if not producer.done():
                 producer.cancel()
-

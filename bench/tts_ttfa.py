@@ -1,0 +1,223 @@
+"""TTS benchmark: time to first audio (TTFA) and total latency over gRPC, printed as JSON.
+
+Starts the TTS server in a child process (as `make run` does), then drives it from this
+process with streaming clients at several concurrency levels, for a short and a long
+text. Baselines measured in the same run:
+- the same engine and streaming pipeline called in-process (no gRPC): the ratio of the
+  gRPC figures to these is the transport's overhead;
+- cache hits, from a second server with its result cache on.
+
+    python bench/tts_ttfa.py [--requests 200] [--concurrency 1 4 16 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
+from opentelemetry.trace import NoOpTracer
+from services.tts.espeak_engine import EspeakEngine
+
+from services.common.launcher import ServiceProcess
+from services.common.pcm import SampleFormat
+from services.tts.synthesis import SpeechStreamer, SynthesisSpec
+
+TEXTS = {
+    "short": "Hello there, thanks for calling.",
+    "long": (
+        "Chorus turns text into speech that streams out as it is made. "
+        "A realtime client starts playing the first sentence while the rest is still "
+        "being synthesised, so the listener hears audio almost at once. "
+        "This longer passage has several sentences, about twenty seconds of speech, "
+        "to show how latency grows with the length of the text. "
+        "The time to first audio should not grow with it at all."
+    ),
+}
+
+
+@dataclass
+class Samples:
+    """Per-request timings of one scenario, in seconds."""
+
+    ttfa: list[float] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation between order statistics."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarise(samples: Samples, wall_s: float | None = None) -> dict[str, object]:
+    """Milliseconds p50/p95/p99 of TTFA and total, with counts and errors."""
+    figures: dict[str, object] = {"requests": len(samples.ttfa), "errors": samples.errors}
+    for name, values in (("ttfa_ms", samples.ttfa), ("total_ms", samples.total)):
+        figures[name] = {
+            "p50": round(1000 * statistics.median(values), 3) if values else None,
+            "p95": round(1000 * percentile(values, 95), 3),
+            "p99": round(1000 * percentile(values, 99), 3),
+        }
+    if wall_s:
+        figures["throughput_rps"] = round(len(samples.total) / wall_s, 1)
+    return figures
+
+
+async def grpc_scenario(
+    stub: tts_pb2_grpc.TextToSpeechStub, text: str, concurrency: int, requests: int
+) -> dict[str, object]:
+    """``requests`` Synthesize calls spread over ``concurrency`` concurrent clients."""
+    samples = Samples()
+    remaining = requests
+
+    async def client() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            first: float | None = None
+            try:
+                async for response in stub.Synthesize(
+                    tts_pb2.SynthesizeRequest(text=text), timeout=30
+                ):
+                    if first is None and response.HasField("chunk"):
+                        first = time.perf_counter() - started
+            except grpc.aio.AioRpcError as error:
+                name = error.code().name
+                samples.errors[name] = samples.errors.get(name, 0) + 1
+                continue
+            samples.ttfa.append(first if first is not None else float("nan"))
+            samples.total.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return summarise(samples, time.perf_counter() - started)
+
+
+async def in_process_scenario(
+    streamer: SpeechStreamer, engine: EspeakEngine, text: str, requests: int
+) -> dict[str, object]:
+    """The same pipeline without gRPC, one request at a time: the baseline."""
+    spec = SynthesisSpec(
+        text=text,
+        voice=engine.resolve_voice("", ""),
+        speaking_rate=1.0,
+        sample_rate=engine.sample_rate,
+        sample_format=SampleFormat.S16LE,
+        chunk_samples=0,
+    )
+    samples = Samples()
+    for _ in range(requests):
+        started = time.perf_counter()
+        first: float | None = None
+        async for _chunk in streamer.stream(spec):
+            if first is None:
+                first = time.perf_counter() - started
+        samples.ttfa.append(first if first is not None else float("nan"))
+        samples.total.append(time.perf_counter() - started)
+    return summarise(samples)
+
+
+async def run(requests: int, levels: Sequence[int]) -> dict[str, object]:
+    """Every scenario; returns the JSON document."""
+    results: dict[str, object] = {}
+
+    engine = EspeakEngine()
+    engine.load()
+    engine.warm_up()
+    streamer = SpeechStreamer(engine, ThreadPoolExecutor(max_workers=1), NoOpTracer())
+    baseline = {
+        name: await in_process_scenario(streamer, engine, text, requests)
+        for name, text in TEXTS.items()
+    }
+    results["in_process"] = baseline
+
+    uncached = ServiceProcess(
+        "services.tts", env={"CHORUS_CACHE_MAX_BYTES": "0", "CHORUS_LOG_LEVEL": "WARNING"}
+    )
+    uncached.start()
+    try:
+        await uncached.wait_healthy()
+        async with grpc.aio.insecure_channel(uncached.address) as channel:
+            stub = tts_pb2_grpc.TextToSpeechStub(channel)
+            await grpc_scenario(stub, TEXTS["short"], 1, 10)  # connection and server warm-up
+            grpc_results: dict[str, dict[str, object]] = {}
+            for name, text in TEXTS.items():
+                grpc_results[name] = {
+                    f"c{level}": await grpc_scenario(stub, text, level, max(requests, level))
+                    for level in levels
+                }
+            results["grpc"] = grpc_results
+    finally:
+        uncached.stop()
+
+    cached = ServiceProcess("services.tts", env={"CHORUS_LOG_LEVEL": "WARNING"})
+    cached.start()
+    try:
+        await cached.wait_healthy()
+        async with grpc.aio.insecure_channel(cached.address) as channel:
+            stub = tts_pb2_grpc.TextToSpeechStub(channel)
+            await grpc_scenario(stub, TEXTS["short"], 1, 1)  # fills the cache
+            results["grpc_cache_hit"] = {
+                "short_c1": await grpc_scenario(stub, TEXTS["short"], 1, requests)
+            }
+    finally:
+        cached.stop()
+
+    results["grpc_over_in_process_c1"] = {
+        name: {
+            metric: _ratio(grpc_results[name]["c1"], baseline[name], metric)
+            for metric in ("ttfa_ms", "total_ms")
+        }
+        for name in TEXTS
+    }
+    return results
+
+
+def _ratio(numerator: Any, denominator: Any, metric: str) -> float:
+    """p50 ratio of one metric between two summaries."""
+    return round(numerator[metric]["p50"] / denominator[metric]["p50"], 2)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the benchmark and print its JSON to stdout."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=200, help="requests per scenario")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    args = parser.parse_args(argv)
+    figures = asyncio.run(run(args.requests, args.concurrency))
+    document = {
+        "benchmark": "tts_ttfa",
+        "engine": "espeak",
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.machine(),
+            "cpus": os.cpu_count(),
+        },
+        "texts_chars": {name: len(text) for name, text in TEXTS.items()},
+        **figures,
+    }
+    json.dump(document, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()

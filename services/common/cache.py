@@ -1,0 +1,200 @@
+"""The result cache every service shares: an in-process LRU, then Redis when configured.
+
+Redis is an optimisation, never a dependency: each call to it is bounded by a short
+timeout, and after a failure a circuit breaker skips it for a cool-down, so a Redis that
+is down or slow costs a request at most one timeout and usually nothing. The span of
+every lookup says which tier answered, or why Redis was skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import redis.asyncio as redis
+from opentelemetry import trace
+from opentelemetry.metrics import Meter
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from services.common.byte_lru import ByteLRU
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def cache_key(*parts: object) -> str:
+    """A sha256 hex digest of ``parts``, canonically encoded so no two lists collide."""
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Counts since start-up, for logs and tests (metrics carry the same)."""
+
+    hits: int
+    misses: int
+    redis_errors: int
+
+
+class ResultCache:
+    """Two-tier cache of ``str -> bytes`` for one namespace (one service's results)."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        max_bytes: int,
+        redis_url: str | None,
+        tracer: trace.Tracer,
+        meter: Meter,
+        redis_timeout_s: float = 0.05,
+        ttl_s: int = 86400,
+        breaker_cooldown_s: float = 5.0,
+    ) -> None:
+        self._namespace = namespace
+        self._lru = ByteLRU(max_bytes)
+        self._tracer = tracer
+        self._timeout_s = redis_timeout_s
+        self._ttl_s = ttl_s
+        self._cooldown_s = breaker_cooldown_s
+        self._redis = _connect(redis_url, redis_timeout_s) if redis_url else None
+        self._open_until: float | None = None
+        self._probing = False
+        self._pending: set[asyncio.Task[None]] = set()
+        self._hits = self._misses = self._redis_errors = 0
+        self._requests = meter.create_counter(
+            "chorus.cache.requests", description="Cache lookups by result (hit tier or miss)"
+        )
+        self._errors = meter.create_counter(
+            "chorus.cache.redis_errors", description="Redis calls that failed or timed out"
+        )
+
+    @property
+    def stats(self) -> CacheStats:
+        """Hits, misses and Redis errors counted so far."""
+        return CacheStats(self._hits, self._misses, self._redis_errors)
+
+    async def get(self, key: str) -> bytes | None:
+        """The cached value for ``key``, or None; never raises for Redis trouble."""
+        with self._tracer.start_as_current_span(
+            "cache.get", attributes={"chorus.cache.namespace": self._namespace}
+        ) as span:
+            tier = "memory"
+            value = self._lru.get(key)
+            if value is None and self._redis is not None:
+                tier = "redis"
+                value, skipped = await self._call_redis(
+                    lambda client: client.get(self._redis_key(key))
+                )
+                if skipped:
+                    span.set_attribute("chorus.cache.redis_skipped", skipped)
+                if value is not None:
+                    self._lru.put(key, value)
+            hit = value is not None
+            span.set_attribute("chorus.cache.hit", hit)
+            span.set_attribute("chorus.cache.tier", tier if hit else "")
+            if hit:
+                self._hits += 1
+            else:
+                self._misses += 1
+            self._requests.add(
+                1,
+                {
+                    "chorus.cache.namespace": self._namespace,
+                    "chorus.cache.result": f"hit_{tier}" if hit else "miss",
+                },
+            )
+            return value
+
+    async def put(self, key: str, value: bytes) -> None:
+        """Store in memory now and in Redis in the background (the caller never waits)."""
+        self._lru.put(key, value)
+        if self._redis is None:
+            return
+        task = asyncio.create_task(self._store(key, value), name="cache-put")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def close(self) -> None:
+        """Let background writes finish (each is bounded by the timeout), then disconnect."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def _store(self, key: str, value: bytes) -> None:
+        with self._tracer.start_as_current_span(
+            "cache.put",
+            attributes={
+                "chorus.cache.namespace": self._namespace,
+                "chorus.cache.bytes": len(value),
+            },
+        ) as span:
+            _, skipped = await self._call_redis(
+                lambda client: client.set(self._redis_key(key), value, ex=self._ttl_s)
+            )
+            if skipped:
+                span.set_attribute("chorus.cache.redis_skipped", skipped)
+
+    async def _call_redis(
+        self, operation: Callable[[redis.Redis], Awaitable[T]]
+    ) -> tuple[T | None, str | None]:
+        """Run one bounded Redis call; returns (result, None) or (None, why it was skipped)."""
+        assert self._redis is not None
+        if self._open_until is not None:
+            # Open breaker: skip until the cool-down ends, then let one call probe.
+            if time.monotonic() < self._open_until or self._probing:
+                return None, "circuit_open"
+            self._probing = True
+        try:
+            result = await asyncio.wait_for(operation(self._redis), self._timeout_s)
+        except TimeoutError:
+            return None, self._trip("timeout")
+        except (RedisError, OSError) as error:
+            return None, self._trip(f"error: {type(error).__name__}")
+        finally:
+            self._probing = False
+        if self._open_until is not None:
+            logger.warning("redis cache for %s is back", self._namespace)
+            self._open_until = None
+        return result, None
+
+    def _trip(self, reason: str) -> str:
+        self._redis_errors += 1
+        self._errors.add(1, {"chorus.cache.namespace": self._namespace, "reason": reason})
+        if self._open_until is None:
+            logger.warning(
+                "redis cache for %s skipped for %.1f s: %s",
+                self._namespace,
+                self._cooldown_s,
+                reason,
+            )
+        self._open_until = time.monotonic() + self._cooldown_s
+        return reason
+
+    def _redis_key(self, key: str) -> str:
+        return f"chorus:{self._namespace}:{key}"
+
+
+def _connect(url: str, timeout_s: float) -> redis.Redis:
+    """A lazily connecting client; a malformed URL raises ValueError now, at start-up."""
+    try:
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            # No retries: one bounded attempt, then the breaker decides.
+            retry=Retry(NoBackoff(), 0),
+        )
+    except ValueError as error:
+        raise ValueError(f"invalid redis URL {url!r}: {error}") from error
