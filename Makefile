@@ -14,7 +14,7 @@ STAMP_GEN := $(GEN)/.generated
 run: $(STAMP_GEN)
 	$(PY) -m services.tts
 
-test: $(STAMP_GEN)
+test: lint
 	$(PY) -m pytest
 
 lint: $(STAMP_GEN)

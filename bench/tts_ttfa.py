@@ -28,10 +28,10 @@ from typing import Any
 import grpc
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from opentelemetry.trace import NoOpTracer
-from services.tts.espeak_engine import EspeakEngine
 
 from services.common.launcher import ServiceProcess
 from services.common.pcm import SampleFormat
+from services.tts.espeak_engine import EspeakEngine
 from services.tts.synthesis import SpeechStreamer, SynthesisSpec
 
 TEXTS = {
@@ -82,7 +82,7 @@ def summarise(samples: Samples, wall_s: float | None = None) -> dict[str, object
 
 
 async def grpc_scenario(
-    stub: tts_pb2_grpc.TextToSpeechStub, text: str, concurrency: int, requests: int
+    stub: tts_pb2_grpc.TextToSpeechAsyncStub, text: str, concurrency: int, requests: int
 ) -> dict[str, object]:
     """``requests`` Synthesize calls spread over ``concurrency`` concurrent clients."""
     samples = Samples()
@@ -194,7 +194,7 @@ async def run(requests: int, levels: Sequence[int]) -> dict[str, object]:
 
 def _ratio(numerator: Any, denominator: Any, metric: str) -> float:
     """p50 ratio of one metric between two summaries."""
-    return round(numerator[metric]["p50"] / denominator[metric]["p50"], 2)
+    return round(float(numerator[metric]["p50"]) / float(denominator[metric]["p50"]), 2)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -93,12 +93,13 @@ class ResultCache:
             value = self._lru.get(key)
             if value is None and self._redis is not None:
                 tier = "redis"
-                value, skipped = await self._call_redis(
+                stored, skipped = await self._call_redis(
                     lambda client: client.get(self._redis_key(key))
                 )
                 if skipped:
                     span.set_attribute("chorus.cache.redis_skipped", skipped)
-                if value is not None:
+                if isinstance(stored, bytes):
+                    value = stored
                     self._lru.put(key, value)
             hit = value is not None
             span.set_attribute("chorus.cache.hit", hit)

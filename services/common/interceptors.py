@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from typing import Any, cast
 
 import grpc
 from grpc import aio
@@ -21,10 +21,10 @@ from services.common.errors import ChorusError, Unavailable
 
 logger = logging.getLogger(__name__)
 
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+Handler = grpc.RpcMethodHandler[Any, Any]
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 UnaryBehavior = Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]]
-StreamBehavior = Callable[[Any, aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
-Wrapper = Callable[[str, UnaryBehavior | StreamBehavior], UnaryBehavior | StreamBehavior]
+StreamBehavior = Callable[[Any, aio.ServicerContext[Any, Any]], AsyncGenerator[Any, None]]
 
 
 class ErrorMappingInterceptor(aio.ServerInterceptor):
@@ -32,7 +32,7 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         return _wrap_handler(handler, handler_call_details.method, _map_unary, _map_stream)
 
@@ -46,7 +46,7 @@ class ReadinessInterceptor(aio.ServerInterceptor):
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if not handler_call_details.method.startswith(self._prefixes):
             return handler
@@ -62,7 +62,7 @@ class ReadinessInterceptor(aio.ServerInterceptor):
         def guard_stream(_method: str, behavior: StreamBehavior) -> StreamBehavior:
             async def guarded(
                 request: Any, context: aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
+            ) -> AsyncGenerator[Any, None]:
                 readiness.check()
                 async with contextlib.aclosing(behavior(request, context)) as responses:
                     async for response in responses:
@@ -105,11 +105,11 @@ class Readiness:
 
 
 def _wrap_handler(
-    handler: grpc.RpcMethodHandler | None,
+    handler: Handler | None,
     method: str,
     wrap_unary: Callable[[str, UnaryBehavior], UnaryBehavior],
     wrap_stream: Callable[[str, StreamBehavior], StreamBehavior],
-) -> grpc.RpcMethodHandler | None:
+) -> Handler | None:
     """Rebuild ``handler`` with its unary-request behaviour wrapped.
 
     Client-streaming RPCs pass through unchanged: Chorus serves none of them.
@@ -118,12 +118,13 @@ def _wrap_handler(
         return handler
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(
-            wrap_stream(method, handler.unary_stream),
+            # grpc's stubs describe the sync server; under grpc.aio these are coroutines.
+            wrap_stream(method, cast(StreamBehavior, handler.unary_stream)),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
     return grpc.unary_unary_rpc_method_handler(
-        wrap_unary(method, handler.unary_unary),
+        wrap_unary(method, cast(UnaryBehavior, handler.unary_unary)),
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
@@ -144,7 +145,9 @@ def _map_unary(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
 
 
 def _map_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
-    async def mapped(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+    async def mapped(
+        request: Any, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncGenerator[Any, None]:
         try:
             # aclosing: a cancelled RPC closes the servicer's generator at once, in this task.
             async with contextlib.aclosing(behavior(request, context)) as responses:

@@ -7,13 +7,14 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from grpc import aio
 from opentelemetry import trace
 from opentelemetry.metrics import Meter
+from opentelemetry.util.types import AttributeValue
 
 from services.common.admission import AdmissionController
 from services.common.cache import ResultCache, cache_key
@@ -90,7 +91,7 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
 
     async def Synthesize(
         self, request: tts_pb2.SynthesizeRequest, context: Context
-    ) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
+    ) -> AsyncGenerator[tts_pb2.SynthesizeResponse, None]:
         """Stream the format, then audio chunks as they are made, then a summary."""
         spec = self._parse(request)
         async with (
@@ -100,9 +101,11 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
             async for response in responses:
                 yield response
 
-    async def _synthesize(self, spec: SynthesisSpec) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
+    async def _synthesize(
+        self, spec: SynthesisSpec
+    ) -> AsyncGenerator[tts_pb2.SynthesizeResponse, None]:
         started = time.perf_counter()
-        attributes = {
+        attributes: dict[str, AttributeValue] = {
             "chorus.tts.engine": self._engine.name,
             "chorus.tts.voice": spec.voice.name,
             "chorus.tts.chars": len(spec.text),
@@ -240,6 +243,6 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
         )
 
 
-async def _replay(chunks: list[bytes]) -> AsyncIterator[bytes]:
+async def _replay(chunks: list[bytes]) -> AsyncGenerator[bytes, None]:
     for chunk in chunks:
         yield chunk

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -74,7 +74,7 @@ class SpeechStreamer:
 
     async def stream(
         self, spec: SynthesisSpec, progress: SynthesisProgress | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Yield the audio of ``spec`` as encoded chunks, in order, as they are made.
 
         Closing the iterator early (a cancelled RPC) stops the engine within one chunk.

@@ -28,7 +28,7 @@ def metric_points(reader: InMemoryMetricReader, name: str) -> list[float]:
     data = reader.get_metrics_data()
     assert data is not None
     return [
-        point.value
+        point.value  # type: ignore[union-attr]  # counters and gauges give number points
         for resource in data.resource_metrics
         for scope in resource.scope_metrics
         for metric in scope.metrics

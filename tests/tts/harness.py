@@ -24,7 +24,7 @@ class TtsServer:
     running: RunningServer
     service: TtsService
     channel: aio.Channel
-    stub: tts_pb2_grpc.TextToSpeechStub
+    stub: tts_pb2_grpc.TextToSpeechAsyncStub
     spans: InMemorySpanExporter
     metrics: InMemoryMetricReader
     telemetry: Telemetry
@@ -67,7 +67,7 @@ class Synthesis:
         return b"".join(chunk.audio for chunk in self.chunks)
 
 
-async def synthesize(stub: tts_pb2_grpc.TextToSpeechStub, **fields: Any) -> Synthesis:
+async def synthesize(stub: tts_pb2_grpc.TextToSpeechAsyncStub, **fields: Any) -> Synthesis:
     """Run one Synthesize call to the end and sort its messages."""
     formats, chunks, summaries = [], [], []
     async for response in stub.Synthesize(tts_pb2.SynthesizeRequest(**fields), timeout=30):

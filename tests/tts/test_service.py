@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 import pytest
 from chorus.tts.v1 import tts_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from services.tts.espeak_engine import EspeakEngine
+from opentelemetry.sdk.trace import ReadableSpan
 
 from services.common.pcm import SampleFormat, decode, encode
 from services.tts.engine import ChunkSink, VoiceInfo
+from services.tts.espeak_engine import EspeakEngine
 from services.tts.sentences import split_sentences
 from tests.tts.harness import StartTts, TtsServer, synthesize
 
@@ -41,10 +44,12 @@ class RecordingEspeak(EspeakEngine):
         super().synthesize(text, voice, speaking_rate, recording_sink)
 
 
-def loudness_envelope(samples: np.ndarray, frame: int = 220) -> np.ndarray:
+def loudness_envelope(samples: np.ndarray, frame: int = 220) -> npt.NDArray[np.float64]:
     """RMS per 10 ms frame: what a listener hears, blind to sample-level jitter."""
     frames = samples.size // frame
-    return np.sqrt(np.mean(samples[: frames * frame].reshape(frames, frame) ** 2, axis=1))
+    squared = samples[: frames * frame].reshape(frames, frame).astype(np.float64) ** 2
+    envelope: npt.NDArray[np.float64] = np.sqrt(squared.mean(axis=1))
+    return envelope
 
 
 async def test_chunks_arrive_in_order_and_carry_the_engine_audio(start_tts: StartTts) -> None:
@@ -72,8 +77,13 @@ async def test_chunks_arrive_in_order_and_carry_the_engine_audio(start_tts: Star
     # call is compared by its loudness envelope: the same speech, frame by frame.
     direct: list[np.ndarray] = []
     voice = engine.resolve_voice("", "")
+
+    def keep(chunk: np.ndarray) -> bool:
+        direct.append(chunk)
+        return True
+
     for sentence in split_sentences(SHORT):
-        engine.synthesize(sentence, voice, 1.0, lambda chunk: direct.append(chunk) or True)
+        engine.synthesize(sentence, voice, 1.0, keep)
     received = loudness_envelope(decode(result.audio, SampleFormat.S16LE))
     expected = loudness_envelope(np.concatenate(direct))
     frames = min(received.size, expected.size)
@@ -187,7 +197,7 @@ async def test_bad_input_is_invalid_argument_naming_the_field(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await synthesize(tts.stub, **fields)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert raised.value.details().startswith(f"{field_named}:")
+    assert details(raised.value).startswith(f"{field_named}:")
     assert tts.service.admission.in_flight == 0
 
 
@@ -223,7 +233,7 @@ async def test_overload_is_refused_at_once_with_resource_exhausted(start_tts: St
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await synthesize(tts.stub, text=SHORT)
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "capacity" in raised.value.details()
+    assert "capacity" in details(raised.value)
     assert time.perf_counter() - started < 1.0
 
     holder.cancel()
@@ -281,7 +291,7 @@ async def test_health_turns_serving_only_after_warm_up(start_tts: StartTts) -> N
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await synthesize(tts.stub, text=SHORT)
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "not ready" in raised.value.details()
+    assert "not ready" in details(raised.value)
 
     released.set()
     assert await loading
@@ -305,7 +315,7 @@ async def test_a_failed_load_keeps_the_service_unready_with_the_reason(start_tts
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await synthesize(tts.stub, text=SHORT)
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "/models/voice.pth not found" in raised.value.details()
+    assert "/models/voice.pth not found" in details(raised.value)
 
 
 async def test_an_engine_crash_is_internal_without_a_traceback(start_tts: StartTts) -> None:
@@ -321,14 +331,16 @@ async def test_an_engine_crash_is_internal_without_a_traceback(start_tts: StartT
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await synthesize(tts.stub, text="Fine. Now crash.")
     assert raised.value.code() == grpc.StatusCode.INTERNAL
-    assert "secret" not in raised.value.details()
+    assert "secret" not in details(raised.value)
     assert tts.service.admission.in_flight == 0
     assert (await synthesize(tts.stub, text=SHORT)).chunks
 
 
 async def test_streams_in_flight_finish_during_graceful_shutdown(tts: TtsServer) -> None:
     call = tts.stub.Synthesize(tts_pb2.SynthesizeRequest(text=LONG))
-    responses = [await call.read()]
+    first = await call.read()
+    assert isinstance(first, tts_pb2.SynthesizeResponse)
+    responses = [first]
     stopping = asyncio.create_task(tts.running.stop(5.0))
     await asyncio.sleep(0.05)
     async for response in call:
@@ -339,16 +351,20 @@ async def test_streams_in_flight_finish_during_graceful_shutdown(tts: TtsServer)
     assert sum(c.sample_count for c in chunks) == responses[-1].summary.sample_count
 
 
-async def wait_for_span(tts: TtsServer, name: str, count: int = 1) -> object:
+async def wait_for_span(tts: TtsServer, name: str, count: int = 1) -> ReadableSpan:
     """The ``count``-th finished span called ``name``, once it has ended."""
     await wait_until(lambda: len(tts.finished_spans(name)) >= count)
     return tts.finished_spans(name)[count - 1]
 
 
-async def wait_until(condition: object, timeout_s: float = 5.0) -> None:
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
     """Poll ``condition`` until true; fail after ``timeout_s``."""
-    assert callable(condition)
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+def details(error: grpc.aio.AioRpcError) -> str:
+    """The status message of a failed call."""
+    return error.details() or ""
