@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import grpc
 from grpc import aio
@@ -21,7 +21,7 @@ from services.common.errors import ChorusError, Unavailable
 
 logger = logging.getLogger(__name__)
 
-Handler = grpc.RpcMethodHandler[Any, Any]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # subscriptable only in the stubs
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 UnaryBehavior = Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]]
 StreamBehavior = Callable[[Any, aio.ServicerContext[Any, Any]], AsyncGenerator[Any, None]]
