@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from typing import Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import grpc
 from grpc import aio
@@ -21,10 +21,14 @@ from services.common.errors import ChorusError, Unavailable
 
 logger = logging.getLogger(__name__)
 
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # subscriptable only in the stubs
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
-UnaryBehavior = Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]]
-StreamBehavior = Callable[[Any, aio.ServicerContext[Any, Any]], AsyncGenerator[Any, None]]
+if TYPE_CHECKING:
+    # grpc's generics exist only in its stubs, so these aliases are for the type checker.
+    Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+    Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
+    UnaryBehavior: TypeAlias = Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]]
+    StreamBehavior: TypeAlias = Callable[
+        [Any, aio.ServicerContext[Any, Any]], AsyncGenerator[Any, None]
+    ]
 
 
 class ErrorMappingInterceptor(aio.ServerInterceptor):
@@ -119,12 +123,12 @@ def _wrap_handler(
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(
             # grpc's stubs describe the sync server; under grpc.aio these are coroutines.
-            wrap_stream(method, cast(StreamBehavior, handler.unary_stream)),
+            wrap_stream(method, cast("StreamBehavior", handler.unary_stream)),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
     return grpc.unary_unary_rpc_method_handler(
-        wrap_unary(method, cast(UnaryBehavior, handler.unary_unary)),
+        wrap_unary(method, cast("UnaryBehavior", handler.unary_unary)),
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
