@@ -343,7 +343,7 @@ async def test_streams_in_flight_finish_during_graceful_shutdown(tts: TtsServer)
     responses = [first]
     stopping = asyncio.create_task(tts.running.stop(5.0))
     await asyncio.sleep(0.05)
-    async for response in call:
+    while isinstance(response := await call.read(), tts_pb2.SynthesizeResponse):
         responses.append(response)
     await stopping
     assert responses[-1].HasField("summary")

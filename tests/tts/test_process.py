@@ -1,0 +1,80 @@
+"""The TTS server as `make run` starts it: a separate process, its client, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
+
+from services.common.launcher import REPO_ROOT, ServiceProcess
+
+LONG = " ".join(f"Sentence {i} keeps the stream busy for a while." for i in range(60))
+
+
+@pytest.fixture
+async def tts_process(tmp_path: Path) -> AsyncIterator[ServiceProcess]:
+    process = ServiceProcess("services.tts", log_path=tmp_path / "tts.log")
+    process.start()
+    try:
+        await process.wait_healthy(timeout_s=30)
+        yield process
+    finally:
+        process.stop()
+
+
+async def test_client_writes_a_wav_and_reports_ttfa(
+    tts_process: ServiceProcess, tmp_path: Path
+) -> None:
+    out = tmp_path / "hello.wav"
+    completed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.tts.client", "Hello there",
+         "--out", str(out), "--address", tts_process.address],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert "TTFA" in completed.stdout
+    with wave.open(str(out)) as wav:
+        assert wav.getframerate() == 22050
+        assert wav.getsampwidth() == 2
+        assert 0.3 < wav.getnframes() / 22050 < 3
+
+
+async def test_client_reports_bad_input_and_fails(
+    tts_process: ServiceProcess, tmp_path: Path
+) -> None:
+    completed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.tts.client", "Hi", "--rate", "-2",
+         "--out", str(tmp_path / "x.wav"), "--address", tts_process.address],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert completed.returncode == 1
+    assert "INVALID_ARGUMENT: speaking_rate" in completed.stderr
+
+
+async def test_sigterm_lets_the_stream_in_flight_finish(tts_process: ServiceProcess) -> None:
+    async with grpc.aio.insecure_channel(tts_process.address) as channel:
+        stub = tts_pb2_grpc.TextToSpeechStub(channel)
+        call = stub.Synthesize(tts_pb2.SynthesizeRequest(text=LONG), timeout=30)
+        first = await call.read()
+        assert isinstance(first, tts_pb2.SynthesizeResponse)
+        tts_process.terminate()
+        responses = [first]
+        while isinstance(response := await call.read(), tts_pb2.SynthesizeResponse):
+            responses.append(response)
+        assert responses[-1].HasField("summary")
+        samples = sum(r.chunk.sample_count for r in responses if r.HasField("chunk"))
+        assert samples == responses[-1].summary.sample_count
+
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.ListVoices(tts_pb2.ListVoicesRequest(), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert await asyncio.to_thread(tts_process.wait, 15) == 0
