@@ -37,11 +37,11 @@ class Recorder:
         assert attributes is not None
         return attributes.get(key)
 
-    def counts(self, metric_name: str, key: str) -> dict[object, int]:
+    def counts(self, metric_name: str, key: str) -> dict[object, float]:
         data = self.metrics.get_metrics_data()
         assert data is not None
         return {
-            point.attributes[key]: point.value  # type: ignore[union-attr, index]
+            point.attributes[key]: point.value  # type: ignore[union-attr, index, misc]
             for resource in data.resource_metrics
             for scope in resource.scope_metrics
             for metric in scope.metrics
