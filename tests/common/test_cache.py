@@ -41,7 +41,7 @@ class Recorder:
         data = self.metrics.get_metrics_data()
         assert data is not None
         return {
-            point.attributes[key]: point.value  # type: ignore[union-attr, index, misc]
+            point.attributes[key]: point.value  # type: ignore[union-attr, index]
             for resource in data.resource_metrics
             for scope in resource.scope_metrics
             for metric in scope.metrics
