@@ -56,7 +56,11 @@ class TtsService:
         self._servicer = TextToSpeechServicer(
             engine=self.engine,
             streamer=SpeechStreamer(
-                self.engine, self._executor, telemetry.tracer, settings.sentences_ahead
+                self.engine,
+                self._executor,
+                telemetry.tracer,
+                sentences_ahead=settings.sentences_ahead,
+                max_merged_ms=settings.max_merged_ms,
             ),
             cache=self.cache,
             admission=self.admission,

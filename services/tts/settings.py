@@ -22,6 +22,10 @@ class TtsSettings(ServerSettings):
     sentences_ahead: int = dataclasses.field(
         default=2, metadata={"help": "sentences the engine may run ahead of a slow reader"}
     )
+    max_merged_ms: int = dataclasses.field(
+        default=500,
+        metadata={"help": "largest chunk made by merging chunks that are ready at once"},
+    )
     espeak_chunk_ms: int = dataclasses.field(
         default=20, metadata={"help": "espeak buffer length: the size of its audio chunks"}
     )
