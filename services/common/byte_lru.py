@@ -37,13 +37,15 @@ class ByteLRU:
     def put(self, key: str, value: bytes) -> None:
         """Store ``value``, evicting the least recently used until it fits.
 
-        A value larger than the whole bound is not stored (it would evict everything).
+        A value larger than the whole bound is not stored (it would evict everything), and
+        with ``max_bytes=0`` nothing is. Either way an older value under ``key`` is dropped,
+        so a later ``get`` never returns what the caller has replaced.
         """
-        if len(value) > self._max_bytes:
-            return
         old = self._entries.pop(key, None)
         if old is not None:
             self._size -= len(old)
+        if self._max_bytes == 0 or len(value) > self._max_bytes:
+            return
         self._entries[key] = value
         self._size += len(value)
         while self._size > self._max_bytes:

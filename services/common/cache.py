@@ -12,16 +12,18 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import redis.asyncio as redis
 from opentelemetry import trace
 from opentelemetry.metrics import Meter
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from services.common.byte_lru import ByteLRU
@@ -32,8 +34,14 @@ T = TypeVar("T")
 
 
 def cache_key(*parts: object) -> str:
-    """A sha256 hex digest of ``parts``, canonically encoded so no two lists collide."""
-    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    """A sha256 hex digest of ``parts``, canonically encoded so no two lists collide.
+
+    Parts are JSON values (str, int, float, bool, None, lists, dicts with str keys); anything
+    else raises TypeError rather than being stringified, since ``str()`` would let a bytes
+    value or an object collide with a string. Hash large inputs (audio, images) first and
+    pass the digest.
+    """
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -127,11 +135,15 @@ class ResultCache:
         task.add_done_callback(self._pending.discard)
 
     async def close(self) -> None:
-        """Let background writes finish (each is bounded by the timeout), then disconnect."""
+        """Let background writes finish (each is bounded by the timeout), then disconnect.
+
+        Afterwards the cache serves from memory only; closing twice is harmless.
+        """
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
-        if self._redis is not None:
-            await self._redis.aclose()
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()
 
     async def _store(self, key: str, value: bytes) -> None:
         with self._tracer.start_as_current_span(
@@ -151,34 +163,44 @@ class ResultCache:
         self, operation: Callable[[redis.Redis], Awaitable[T]]
     ) -> tuple[T | None, str | None]:
         """Run one bounded Redis call; returns (result, None) or (None, why it was skipped)."""
-        assert self._redis is not None
+        client = self._redis
+        assert client is not None, "callers check that Redis is configured"
+        probe = False
         if self._open_until is not None:
             # Open breaker: skip until the cool-down ends, then let one call probe.
-            if time.monotonic() < self._open_until or self._probing:
+            if self._probing or time.monotonic() < self._open_until:
                 return None, "circuit_open"
-            self._probing = True
+            self._probing = probe = True
         try:
-            result = await asyncio.wait_for(operation(self._redis), self._timeout_s)
-        except TimeoutError:
-            return None, self._trip("timeout")
-        except (RedisError, OSError) as error:
-            return None, self._trip(f"error: {type(error).__name__}")
+            result = await asyncio.wait_for(operation(client), self._timeout_s)
+        # Deliberately broad: Redis is an optimisation, so nothing its client raises may
+        # fail the request. Cancellation of the caller is a BaseException and still goes up.
+        except Exception as error:
+            return None, self._trip(error)
         finally:
-            self._probing = False
+            if probe:
+                self._probing = False
         if self._open_until is not None:
-            logger.warning("redis cache for %s is back", self._namespace)
+            logger.info("redis cache for %s is back", self._namespace)
             self._open_until = None
         return result, None
 
-    def _trip(self, reason: str) -> str:
+    def _trip(self, error: Exception) -> str:
+        """Count a failed call and open the breaker; returns the reason for the span."""
+        if isinstance(error, TimeoutError | RedisTimeoutError):
+            reason = "timeout"
+        else:
+            reason = f"error: {type(error).__name__}"
         self._redis_errors += 1
         self._errors.add(1, {"chorus.cache.namespace": self._namespace, "reason": reason})
+        # One warning per outage, not one per request: the metric counts every failure.
         if self._open_until is None:
             logger.warning(
-                "redis cache for %s skipped for %.1f s: %s",
+                "redis cache for %s skipped for %.1f s after %s: %s",
                 self._namespace,
                 self._cooldown_s,
                 reason,
+                error,
             )
         self._open_until = time.monotonic() + self._cooldown_s
         return reason
@@ -190,6 +212,7 @@ class ResultCache:
 def _connect(url: str, timeout_s: float) -> redis.Redis:
     """A lazily connecting client; a malformed URL raises ValueError now, at start-up."""
     try:
+        _check_url(url)
         return redis.Redis.from_url(
             url,
             socket_timeout=timeout_s,
@@ -198,4 +221,30 @@ def _connect(url: str, timeout_s: float) -> redis.Redis:
             retry=Retry(NoBackoff(), 0),
         )
     except ValueError as error:
-        raise ValueError(f"invalid redis URL {url!r}: {error}") from error
+        raise ValueError(f"invalid redis URL {_redacted(url)!r}: {error}") from error
+
+
+def _check_url(url: str) -> None:
+    """Refuse what redis-py accepts but misreads.
+
+    redis-py falls back to localhost for a URL with no host or socket path, ignores a
+    database path it cannot parse ("/abc", "/0/x") and strips inner slashes ("/1/2" is
+    database 12): each would point a service at the wrong Redis without a word.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError("no socket path")
+        return
+    if parts.scheme not in ("redis", "rediss"):
+        return  # from_url refuses it, naming the schemes it accepts
+    if not parts.hostname:
+        raise ValueError("no host")
+    if parts.path not in ("", "/") and not re.fullmatch(r"/\d+", parts.path):
+        raise ValueError(f"database must be a number, not {parts.path[1:]!r}")
+
+
+def _redacted(url: str) -> str:
+    """``url`` with its password masked, so a configuration error does not log a secret."""
+    password = urlsplit(url).password
+    return url.replace(f":{password}@", ":***@") if password else url

@@ -32,10 +32,21 @@ def test_a_value_larger_than_the_bound_is_not_stored() -> None:
     assert lru.get("a") == b"12"
 
 
+def test_a_value_too_large_to_store_still_replaces_the_old_one() -> None:
+    lru = ByteLRU(max_bytes=10)
+    lru.put("a", b"old")
+    lru.put("a", b"x" * 11)
+    assert lru.get("a") is None
+    assert lru.size_bytes == 0
+
+
 def test_zero_bytes_disables_the_cache() -> None:
     lru = ByteLRU(max_bytes=0)
     lru.put("a", b"1")
+    lru.put("empty", b"")
     assert lru.get("a") is None
+    assert lru.get("empty") is None
+    assert len(lru) == 0
 
 
 def test_negative_bound_is_refused() -> None:

@@ -13,8 +13,9 @@ TEXT = "The shared cache keeps this sentence."
 async def test_a_second_server_streams_the_first_servers_result_from_redis(
     start_tts: StartTts, redis_server: RedisServer
 ) -> None:
-    first = await start_tts(redis_url=redis_server.url)
-    second = await start_tts(redis_url=redis_server.url)
+    # A generous timeout: this test is about sharing, not about a slow Redis.
+    first = await start_tts(redis_url=redis_server.url, redis_timeout_s=0.5)
+    second = await start_tts(redis_url=redis_server.url, redis_timeout_s=0.5)
 
     made = await synthesize(first.stub, text=TEXT, chunk_duration_ms=40)
     assert not made.summary.cache_hit
