@@ -13,6 +13,9 @@ import numpy.typing as npt
 import pytest
 from chorus.tts.v1 import tts_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 from opentelemetry.sdk.trace import ReadableSpan
 
 from services.common.pcm import SampleFormat, decode, encode
@@ -368,3 +371,13 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> N
 def details(error: grpc.aio.AioRpcError) -> str:
     """The status message of a failed call."""
     return error.details() or ""
+
+
+async def test_reflection_lists_the_services(tts: TtsServer) -> None:
+    def list_services() -> list[str]:
+        with grpc.insecure_channel(tts.address) as channel:
+            return list(ProtoReflectionDescriptorDatabase(channel).get_services())
+
+    services = await asyncio.to_thread(list_services)
+    assert "chorus.tts.v1.TextToSpeech" in services
+    assert "grpc.health.v1.Health" in services
