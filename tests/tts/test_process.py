@@ -13,7 +13,7 @@ import grpc
 import pytest
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 
-from services.common.launcher import REPO_ROOT, ServiceProcess
+from services.common.launcher import REPO_ROOT, ServiceProcess, free_port
 
 LONG = " ".join(f"Sentence {i} keeps the stream busy for a while." for i in range(60))
 
@@ -78,3 +78,15 @@ async def test_sigterm_lets_the_stream_in_flight_finish(tts_process: ServiceProc
             await stub.ListVoices(tts_pb2.ListVoicesRequest(), timeout=5)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     assert await asyncio.to_thread(tts_process.wait, 15) == 0
+
+
+async def test_client_names_an_unreachable_server(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    completed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.tts.client", "Hi", "--timeout", "0.5",
+         "--out", str(tmp_path / "x.wav"), "--address", address],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert completed.returncode == 1
+    assert f"cannot reach {address}" in completed.stderr
