@@ -18,11 +18,12 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from chorus.audio.v1 import audio_pb2
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 
 from services.common.pcm import SampleFormat, decode, encode
 
-_FORMATS = {"s16": tts_pb2.AUDIO_ENCODING_PCM_S16LE, "f32": tts_pb2.AUDIO_ENCODING_PCM_F32LE}
+_FORMATS = {"s16": audio_pb2.AUDIO_ENCODING_PCM_S16LE, "f32": audio_pb2.AUDIO_ENCODING_PCM_F32LE}
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -70,7 +71,7 @@ async def _speak(args: argparse.Namespace) -> int:
                 kind = response.WhichOneof("content")
                 if kind == "format":
                     sample_rate = response.format.sample_rate_hz
-                    if response.format.encoding == tts_pb2.AUDIO_ENCODING_PCM_F32LE:
+                    if response.format.encoding == audio_pb2.AUDIO_ENCODING_PCM_F32LE:
                         sample_format = SampleFormat.F32LE
                 elif kind == "chunk":
                     if ttfa is None:

@@ -17,9 +17,9 @@ from opentelemetry.metrics import Meter
 from opentelemetry.util.types import AttributeValue
 
 from services.common.admission import AdmissionController
+from services.common.audio_proto import audio_format_proto, sample_format_from_proto
 from services.common.cache import ResultCache, cache_key
 from services.common.errors import InvalidArgument
-from services.common.pcm import SampleFormat
 from services.tts.cached_audio import pack_chunks, unpack_chunks
 from services.tts.engine import SpeechEngine, speaks
 from services.tts.synthesis import SpeechStreamer, SynthesisProgress, SynthesisSpec
@@ -29,16 +29,6 @@ logger = logging.getLogger(__name__)
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 SPEAKING_RATE_RANGE = (0.5, 2.5)
 MAX_CHUNK_DURATION_MS = 1000
-
-_SAMPLE_FORMATS = {
-    tts_pb2.AUDIO_ENCODING_UNSPECIFIED: SampleFormat.S16LE,
-    tts_pb2.AUDIO_ENCODING_PCM_S16LE: SampleFormat.S16LE,
-    tts_pb2.AUDIO_ENCODING_PCM_F32LE: SampleFormat.F32LE,
-}
-_ENCODINGS = {
-    SampleFormat.S16LE: tts_pb2.AUDIO_ENCODING_PCM_S16LE,
-    SampleFormat.F32LE: tts_pb2.AUDIO_ENCODING_PCM_F32LE,
-}
 
 Context = aio.ServicerContext[Any, Any]
 
@@ -114,11 +104,7 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
         }
         with self._tracer.start_as_current_span("tts.synthesize", attributes=attributes) as span:
             yield tts_pb2.SynthesizeResponse(
-                format=tts_pb2.AudioFormat(
-                    sample_rate_hz=spec.sample_rate,
-                    encoding=_ENCODINGS[spec.sample_format],
-                    channels=1,
-                )
+                format=audio_format_proto(spec.sample_rate, spec.sample_format)
             )
             key = self._cache_key(spec)
             cached = await self._cache.get(key)
@@ -201,9 +187,7 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
                 f"{', '.join(map(str, SUPPORTED_SAMPLE_RATES))} or 0 for the engine's own",
             )
 
-        sample_format = _SAMPLE_FORMATS.get(request.encoding)
-        if sample_format is None:
-            raise InvalidArgument("encoding", f"unknown audio encoding {request.encoding}")
+        sample_format = sample_format_from_proto(request.encoding, "encoding")
 
         rate = request.speaking_rate
         if math.isnan(rate):

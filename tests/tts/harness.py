@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chorus.audio.v1 import audio_pb2
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from grpc import aio
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -58,7 +59,7 @@ StartTts = Callable[..., Awaitable[TtsServer]]
 class Synthesis:
     """Everything one Synthesize stream returned."""
 
-    format: tts_pb2.AudioFormat
+    format: audio_pb2.AudioFormat
     chunks: list[tts_pb2.AudioChunk]
     summary: tts_pb2.SynthesisSummary
 

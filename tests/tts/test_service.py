@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 import pytest
+from chorus.audio.v1 import audio_pb2
 from chorus.tts.v1 import tts_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -62,7 +63,7 @@ async def test_chunks_arrive_in_order_and_carry_the_engine_audio(start_tts: Star
     result = await synthesize(tts.stub, text=SHORT)
 
     assert result.format.sample_rate_hz == 22050
-    assert result.format.encoding == tts_pb2.AUDIO_ENCODING_PCM_S16LE
+    assert result.format.encoding == audio_pb2.AUDIO_ENCODING_PCM_S16LE
     assert result.format.channels == 1
     assert len(result.chunks) > 5
     offset = 0
@@ -111,11 +112,11 @@ async def test_resampled_float_output_in_fixed_size_chunks(start_tts: StartTts) 
         tts.stub,
         text=SHORT,
         sample_rate_hz=16000,
-        encoding=tts_pb2.AUDIO_ENCODING_PCM_F32LE,
+        encoding=audio_pb2.AUDIO_ENCODING_PCM_F32LE,
         chunk_duration_ms=100,
     )
     assert result.format.sample_rate_hz == 16000
-    assert result.format.encoding == tts_pb2.AUDIO_ENCODING_PCM_F32LE
+    assert result.format.encoding == audio_pb2.AUDIO_ENCODING_PCM_F32LE
     sizes = [chunk.sample_count for chunk in result.chunks]
     assert all(size == 1600 for size in sizes[:-1])
     assert 0 < sizes[-1] <= 1600
