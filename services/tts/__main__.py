@@ -2,4 +2,5 @@
 
 from services.tts.server import main
 
-main()
+if __name__ == "__main__":
+    main()
