@@ -27,5 +27,6 @@ class TtsSettings(ServerSettings):
         metadata={"help": "largest chunk made by merging chunks that are ready at once"},
     )
     espeak_chunk_ms: int = dataclasses.field(
-        default=20, metadata={"help": "espeak buffer length: the size of its audio chunks"}
+        default=60,
+        metadata={"help": "espeak buffer length, the size of its chunks (60 ms is its least)"},
     )
