@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 from opentelemetry.metrics import Meter, Observation
 
 from services.common.errors import ResourceExhausted
+from services.common.settings import ServerSettings
+from services.common.telemetry import Telemetry
 
 
 class AdmissionController:
@@ -47,6 +49,16 @@ class AdmissionController:
             "chorus.admission.in_flight",
             callbacks=[lambda _options: [Observation(self._in_flight)]],
             description="Requests holding a slot",
+        )
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings, telemetry: Telemetry) -> AdmissionController:
+        """The bounds a server's settings describe (CHORUS_MAX_IN_FLIGHT, ...)."""
+        return cls(
+            max_in_flight=settings.max_in_flight,
+            max_queue=settings.max_queue,
+            queue_timeout_s=settings.queue_timeout_s,
+            meter=telemetry.meter,
         )
 
     @property

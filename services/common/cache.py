@@ -27,6 +27,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from services.common.byte_lru import ByteLRU
+from services.common.settings import ServerSettings
+from services.common.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,21 @@ class ResultCache:
         )
         self._errors = meter.create_counter(
             "chorus.cache.redis_errors", description="Redis calls that failed or timed out"
+        )
+
+    @classmethod
+    def from_settings(
+        cls, namespace: str, settings: ServerSettings, telemetry: Telemetry
+    ) -> ResultCache:
+        """The cache a server's settings describe (CHORUS_CACHE_*, CHORUS_REDIS_*)."""
+        return cls(
+            namespace=namespace,
+            max_bytes=settings.cache_max_bytes,
+            redis_url=settings.redis_url or None,
+            redis_timeout_s=settings.redis_timeout_s,
+            ttl_s=settings.cache_ttl_s,
+            tracer=telemetry.tracer,
+            meter=telemetry.meter,
         )
 
     @property

@@ -38,21 +38,8 @@ class TtsService:
         self._executor = ThreadPoolExecutor(
             max_workers=settings.engine_workers, thread_name_prefix="tts-engine"
         )
-        self.cache = ResultCache(
-            namespace="tts",
-            max_bytes=settings.cache_max_bytes,
-            redis_url=settings.redis_url or None,
-            redis_timeout_s=settings.redis_timeout_s,
-            ttl_s=settings.cache_ttl_s,
-            tracer=telemetry.tracer,
-            meter=telemetry.meter,
-        )
-        self.admission = AdmissionController(
-            max_in_flight=settings.max_in_flight,
-            max_queue=settings.max_queue,
-            queue_timeout_s=settings.queue_timeout_s,
-            meter=telemetry.meter,
-        )
+        self.cache = ResultCache.from_settings("tts", settings, telemetry)
+        self.admission = AdmissionController.from_settings(settings, telemetry)
         self._servicer = TextToSpeechServicer(
             engine=self.engine,
             streamer=SpeechStreamer(
