@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,10 +25,13 @@ from services.common.interceptors import (
     Readiness,
     ReadinessInterceptor,
 )
-from services.common.settings import ServerSettings
-from services.common.telemetry import Telemetry
+from services.common.logging_setup import configure_logging
+from services.common.settings import ServerSettings, load_settings
+from services.common.telemetry import Telemetry, configure_telemetry
 
 logger = logging.getLogger(__name__)
+
+SettingsT = TypeVar("SettingsT", bound=ServerSettings)
 
 OVERALL_HEALTH = ""
 """The health service name that stands for the whole server."""
@@ -130,6 +133,22 @@ async def start_server(
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
     await server.start()
     return RunningServer(server, port, health_servicer, readiness, service)
+
+
+def run_service(
+    settings_type: type[SettingsT],
+    service_name: str,
+    build: Callable[[SettingsT, Telemetry], ChorusService],
+    argv: Sequence[str] | None = None,
+) -> None:
+    """A server's whole life: settings, logging, telemetry, then serve until a signal.
+
+    ``service_name`` names the process in traces (``service.name``).
+    """
+    settings = load_settings(settings_type, argv)
+    configure_logging(settings.log_level)
+    telemetry = configure_telemetry(service_name)
+    asyncio.run(serve(build(settings, telemetry), settings, telemetry))
 
 
 async def serve(service: ChorusService, settings: ServerSettings, telemetry: Telemetry) -> None:

@@ -12,10 +12,8 @@ from grpc import aio
 
 from services.common.admission import AdmissionController
 from services.common.cache import ResultCache
-from services.common.logging_setup import configure_logging
-from services.common.server import serve
-from services.common.settings import load_settings
-from services.common.telemetry import Telemetry, configure_telemetry
+from services.common.server import run_service
+from services.common.telemetry import Telemetry
 from services.tts.engine import SpeechEngine
 from services.tts.engines import create_engine
 from services.tts.servicer import TextToSpeechServicer
@@ -79,8 +77,5 @@ class TtsService:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the TTS server until SIGTERM or SIGINT."""
-    settings = load_settings(TtsSettings, argv)
-    configure_logging(settings.log_level)
-    telemetry = configure_telemetry("chorus-tts")
-    asyncio.run(serve(TtsService(settings, telemetry), settings, telemetry))
+    """Run the tts server until SIGTERM or SIGINT."""
+    run_service(TtsSettings, "chorus-tts", TtsService, argv)
