@@ -8,47 +8,17 @@ from typing import Any
 
 from chorus.audio.v1 import audio_pb2
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
-from grpc import aio
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.common.server import RunningServer
-from services.common.telemetry import Telemetry
 from services.tts.server import TtsService
+from tests.support.service_harness import ServerUnderTest
 
 
-@dataclass
-class TtsServer:
-    """A started server, a channel to it, and what its telemetry recorded."""
-
-    running: RunningServer
-    service: TtsService
-    channel: aio.Channel
-    stub: tts_pb2_grpc.TextToSpeechAsyncStub
-    spans: InMemorySpanExporter
-    metrics: InMemoryMetricReader
-    telemetry: Telemetry
+class TtsServer(ServerUnderTest[TtsService]):
+    """A TTS server under test."""
 
     @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.running.port}"
-
-    def finished_spans(self, name: str) -> list[ReadableSpan]:
-        return [span for span in self.spans.get_finished_spans() if span.name == name]
-
-    def metric_points(self, name: str) -> list[Any]:
-        data = self.metrics.get_metrics_data()
-        if data is None:
-            return []
-        return [
-            point
-            for resource in data.resource_metrics
-            for scope in resource.scope_metrics
-            for metric in scope.metrics
-            if metric.name == name
-            for point in metric.data.data_points
-        ]
+    def stub(self) -> tts_pb2_grpc.TextToSpeechAsyncStub:
+        return tts_pb2_grpc.TextToSpeechStub(self.channel)
 
 
 StartTts = Callable[..., Awaitable[TtsServer]]
