@@ -27,7 +27,8 @@ format: $(STAMP_DEPS)
 	$(VENV)/bin/ruff format services tests bench
 
 bench: $(STAMP_GEN)
-	$(PY) bench/tts_ttfa.py
+	$(PY) -m bench.tts_ttfa
+	$(PY) -m bench.prosody
 
 proto: $(STAMP_GEN)
 

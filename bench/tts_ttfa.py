@@ -7,7 +7,7 @@ text. Baselines measured in the same run:
   gRPC figures to these is the transport's overhead;
 - cache hits, from a second server with its result cache on.
 
-    python bench/tts_ttfa.py [--requests 200] [--concurrency 1 4 16 64]
+    python -m bench.tts_ttfa [--requests 200] [--concurrency 1 4 16 64]
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ import grpc
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from opentelemetry.trace import NoOpTracer
 
+from bench.stats import percentiles_ms
 from services.common.launcher import ServiceProcess
 from services.common.pcm import SampleFormat
 from services.tts.espeak_engine import EspeakEngine
@@ -56,26 +56,14 @@ class Samples:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) by linear interpolation between order statistics."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def summarise(samples: Samples, wall_s: float | None = None) -> dict[str, object]:
     """Milliseconds p50/p95/p99 of TTFA and total, with counts and errors."""
-    figures: dict[str, object] = {"requests": len(samples.ttfa), "errors": samples.errors}
-    for name, values in (("ttfa_ms", samples.ttfa), ("total_ms", samples.total)):
-        figures[name] = {
-            "p50": round(1000 * statistics.median(values), 3) if values else None,
-            "p95": round(1000 * percentile(values, 95), 3),
-            "p99": round(1000 * percentile(values, 99), 3),
-        }
+    figures: dict[str, object] = {
+        "requests": len(samples.ttfa),
+        "errors": samples.errors,
+        "ttfa_ms": percentiles_ms(samples.ttfa),
+        "total_ms": percentiles_ms(samples.total),
+    }
     if wall_s:
         figures["throughput_rps"] = round(len(samples.total) / wall_s, 1)
     return figures
