@@ -20,7 +20,6 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,7 @@ from opentelemetry.trace import NoOpTracer
 from bench.stats import percentiles_ms
 from services.common.launcher import ServiceProcess
 from services.common.pcm import SampleFormat
+from services.tts.engine_scheduler import EngineScheduler
 from services.tts.espeak_engine import EspeakEngine
 from services.tts.synthesis import SpeechStreamer, SynthesisSpec
 
@@ -131,7 +131,7 @@ async def run(requests: int, levels: Sequence[int]) -> dict[str, object]:
     engine = EspeakEngine()
     engine.load()
     engine.warm_up()
-    streamer = SpeechStreamer(engine, ThreadPoolExecutor(max_workers=1), NoOpTracer())
+    streamer = SpeechStreamer(engine, EngineScheduler(1), NoOpTracer())
     baseline = {
         name: await in_process_scenario(streamer, engine, text, requests)
         for name, text in TEXTS.items()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from grpc import aio
@@ -15,6 +13,7 @@ from services.common.cache import ResultCache
 from services.common.server import run_service
 from services.common.telemetry import Telemetry
 from services.tts.engine import SpeechEngine
+from services.tts.engine_scheduler import EngineScheduler
 from services.tts.engines import create_engine
 from services.tts.servicer import TextToSpeechServicer
 from services.tts.settings import TtsSettings
@@ -33,16 +32,14 @@ class TtsService:
     ) -> None:
         self._settings = settings
         self.engine = engine if engine is not None else create_engine(settings)
-        self._executor = ThreadPoolExecutor(
-            max_workers=settings.engine_workers, thread_name_prefix="tts-engine"
-        )
+        self._scheduler = EngineScheduler(settings.engine_workers)
         self.cache = ResultCache.from_settings("tts", settings, telemetry)
         self.admission = AdmissionController.from_settings(settings, telemetry)
         self._servicer = TextToSpeechServicer(
             engine=self.engine,
             streamer=SpeechStreamer(
                 self.engine,
-                self._executor,
+                self._scheduler,
                 telemetry.tracer,
                 sentences_ahead=settings.sentences_ahead,
                 max_merged_ms=settings.max_merged_ms,
@@ -65,15 +62,14 @@ class TtsService:
 
     async def load(self) -> None:
         """Load and warm up the engine on its own thread, off the event loop."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.engine.load)
-        await loop.run_in_executor(self._executor, self.engine.warm_up)
+        await self._scheduler.run(0, self.engine.load)
+        await self._scheduler.run(0, self.engine.warm_up)
         logger.info("engine %s ready (%s)", self.engine.name, self.engine.model_version)
 
     async def close(self) -> None:
         """Close the cache's connections and the engine's thread."""
         await self.cache.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._scheduler.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -15,7 +15,6 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncGenerator
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +22,7 @@ from opentelemetry import trace
 
 from services.common.pcm import Rechunker, SampleFormat, StreamResampler, encode
 from services.tts.engine import PcmChunk, SpeechEngine, VoiceInfo
+from services.tts.engine_scheduler import EngineScheduler
 from services.tts.sentences import split_sentences
 
 
@@ -63,7 +63,7 @@ class SpeechStreamer:
     def __init__(
         self,
         engine: SpeechEngine,
-        executor: Executor,
+        scheduler: EngineScheduler,
         tracer: trace.Tracer,
         sentences_ahead: int = 2,
         max_merged_ms: int = 500,
@@ -73,7 +73,7 @@ class SpeechStreamer:
         if max_merged_ms < 1:
             raise ValueError("max_merged_ms must be at least 1")
         self._engine = engine
-        self._executor = executor
+        self._scheduler = scheduler
         self._tracer = tracer
         self._sentences_ahead = sentences_ahead
         self._max_merged_ms = max_merged_ms
@@ -103,13 +103,14 @@ class SpeechStreamer:
 
         async def produce() -> None:
             try:
-                for sentence in sentences:
+                for index, sentence in enumerate(sentences):
                     await room_ahead.acquire()
                     with self._tracer.start_as_current_span(
                         "tts.sentence", attributes={"chorus.tts.chars": len(sentence)}
                     ):
-                        await loop.run_in_executor(
-                            self._executor,
+                        # The first sentence jumps the engine's queue: it sets the TTFA.
+                        await self._scheduler.run(
+                            index,
                             self._engine.synthesize,
                             sentence,
                             spec.voice,
