@@ -65,7 +65,7 @@ async def test_chunks_arrive_in_order_and_carry_the_engine_audio(start_tts: Star
     assert result.format.sample_rate_hz == 22050
     assert result.format.encoding == audio_pb2.AUDIO_ENCODING_PCM_S16LE
     assert result.format.channels == 1
-    assert len(result.chunks) > 5
+    assert len(result.chunks) > 1
     offset = 0
     for index, chunk in enumerate(result.chunks):
         assert chunk.sequence == index

@@ -1,0 +1,52 @@
+"""Test harness for the prosody service: the server, and speech to send it."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import numpy.typing as npt
+from chorus.prosody.v1 import prosody_pb2, prosody_pb2_grpc
+
+from services.common.wav import write_wav
+from services.prosody.server import ProsodyService
+from services.tts.espeak_engine import EspeakEngine
+from services.tts.sentences import split_sentences
+from tests.support.media import speech_recordings
+from tests.support.service_harness import ServerUnderTest
+
+
+class ProsodyServer(ServerUnderTest[ProsodyService]):
+    """A prosody server under test."""
+
+    @property
+    def stub(self) -> prosody_pb2_grpc.ProsodyAsyncStub:
+        return prosody_pb2_grpc.ProsodyStub(self.channel)
+
+
+def recordings() -> list[bytes]:
+    """The shared recordings of human speech, as WAV bytes."""
+    return [path.read_bytes() for path in speech_recordings()]
+
+
+CONGRATULATIONS = "Congratulations on your new job. We are all very proud of you."
+
+
+@cache
+def espeak_wav(text: str = CONGRATULATIONS) -> bytes:
+    """Speech made by the espeak engine, as a 16-bit WAV at 22050 Hz."""
+    engine = EspeakEngine()
+    engine.load()
+    pieces: list[npt.NDArray[np.float32]] = []
+
+    def keep(chunk: npt.NDArray[np.float32]) -> bool:
+        pieces.append(chunk)
+        return True
+
+    for sentence in split_sentences(text):
+        engine.synthesize(sentence, engine.resolve_voice("", ""), 1.0, keep)
+    return write_wav(np.concatenate(pieces), engine.sample_rate)
+
+
+def wav_audio(data: bytes) -> prosody_pb2.Audio:
+    return prosody_pb2.Audio(wav=data)
