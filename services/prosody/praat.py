@@ -258,7 +258,9 @@ def _pitch_part(
         return ConfidencePart("pitch", 0.0, asked, 0.0, "no voiced speech in the input to shift")
     measured = paired_shift_semitones(before, after, params.tempo)
     if measured is None:
-        return ConfidencePart("pitch", 0.0, asked, 0.0, "no voiced speech left in the result")
+        return ConfidencePart(
+            "pitch", 0.0, asked, 0.0, "no voiced speech left in the result (F0 within 75-600 Hz)"
+        )
     return ConfidencePart(
         "pitch",
         _ramp(abs(measured - asked), 0.3, 2.0),
@@ -345,15 +347,19 @@ def _silence_noise_part(original: Samples, adjusted: Samples, sample_rate: int) 
 
 
 def _silence_and_flatness(samples: Samples, sample_rate: int) -> tuple[float, float]:
-    """Share of 20 ms frames 40 dB below the loudest, and the mean spectral flatness of
-    the others (0 for a pure tone, 1 for white noise)."""
+    """Share of 20 ms frames 60 dB below the loudest, and the mean spectral flatness of
+    the others (0 for a pure tone, 1 for white noise).
+
+    60 dB is below the noise floor of real recordings (about 40 dB under their loudest
+    frame), so it counts dropouts and digital silence, not quiet room noise whose frames
+    sit on either side of a shallower threshold from one rendering to the next."""
     frame = max(1, int(0.02 * sample_rate))
     count = samples.size // frame
     if count == 0:
         return 0.0, 0.0
     frames = samples[: count * frame].reshape(count, frame).astype(np.float64)
     rms = np.sqrt(np.mean(frames**2, axis=1)) + 1e-12
-    loud = rms >= rms.max() * 10 ** (-40 / 20)
+    loud = rms >= rms.max() * 10 ** (-60 / 20)
     power = np.abs(np.fft.rfft(frames[loud] * np.hanning(frame), axis=1)) ** 2 + 1e-20
     flatness = np.exp(np.mean(np.log(power), axis=1)) / np.mean(power, axis=1)
     return float(1.0 - np.mean(loud)), float(np.mean(flatness))
