@@ -27,7 +27,8 @@ from bench.stats import percentiles_ms
 from services.common.launcher import ServiceProcess
 from services.common.pcm import Samples
 from services.common.wav import write_wav
-from services.prosody.jobs import adjust_job
+from services.prosody.jobs import adjust_job, pitch_job
+from services.prosody.praat import assess
 from services.prosody.presets import PRESETS
 from services.tts.espeak_engine import EspeakEngine
 from services.tts.sentences import split_sentences
@@ -102,11 +103,16 @@ async def grpc_scenario(
 def in_process_scenario(
     samples: Samples, rate: int, requests: int, confidence: bool
 ) -> dict[str, object]:
-    """The worker's job called directly, one at a time: the baseline."""
+    """The same Praat work called directly and serially, one request at a time: the
+    baseline (the server runs the two pitch tracks in parallel workers)."""
+    params = PRESETS["celebration"]
     latencies = []
     for _ in range(requests):
         started = time.perf_counter()
-        adjust_job(samples, rate, PRESETS["celebration"], confidence)
+        outcome = adjust_job(samples, rate, params, confidence)
+        if confidence:
+            original = pitch_job(samples, rate).pitch_track
+            assess(samples, outcome.samples, rate, params, original, outcome.pitch_track)
         latencies.append(time.perf_counter() - started)
     return {"requests": requests, "latency_ms": percentiles_ms(latencies)}
 

@@ -13,28 +13,31 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from services.common.pcm import Samples
 from services.prosody import praat
 
-
-@dataclass(frozen=True)
-class Stage:
-    """One timed stage of a job: a span to be, in ``time.time_ns`` units."""
-
-    name: str
-    start_ns: int
-    end_ns: int
+PitchTrack = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
 class AdjustOutcome:
-    """What Adjust made in the worker, with its confidence when asked for."""
+    """What Adjust made in the worker, with the result's pitch track when asked for."""
 
     samples: Samples
     limiter_gain_db: float
-    confidence: praat.ConfidenceReport | None
-    stages: tuple[Stage, ...]
+    pitch_track: PitchTrack | None
+    stages: tuple[praat.Stage, ...]
+    worker_pid: int
+
+
+@dataclass(frozen=True)
+class PitchOutcome:
+    """A pitch track measured in a worker."""
+
+    pitch_track: PitchTrack
+    stages: tuple[praat.Stage, ...]
     worker_pid: int
 
 
@@ -43,32 +46,37 @@ class AnalyzeOutcome:
     """What Analyze measured in the worker."""
 
     analysis: praat.ProsodyAnalysis
-    stages: tuple[Stage, ...]
+    stages: tuple[praat.Stage, ...]
     worker_pid: int
 
 
 def adjust_job(
-    samples: Samples, sample_rate: int, params: praat.AdjustParams, check_confidence: bool
+    samples: Samples, sample_rate: int, params: praat.AdjustParams, track_result: bool
 ) -> AdjustOutcome:
-    """Adjust, then (unless skipped) assess the result against the request."""
-    started = time.time_ns()
+    """Adjust; with ``track_result``, also measure the result's pitch for the confidence."""
     result = praat.adjust(samples, sample_rate, params)
-    adjusted = time.time_ns()
-    stages = [Stage("prosody.adjust", started, adjusted)]
-    confidence = None
-    if check_confidence:
-        confidence = praat.assess(samples, result.samples, sample_rate, params)
-        stages.append(Stage("prosody.confidence", adjusted, time.time_ns()))
-    return AdjustOutcome(
-        result.samples, result.limiter_gain_db, confidence, tuple(stages), os.getpid()
-    )
+    stages = list(result.stages)
+    track = None
+    if track_result:
+        started = time.time_ns()
+        track = praat.pitch_track(result.samples, sample_rate)
+        stages.append(praat.Stage("prosody.pitch_track", started, time.time_ns()))
+    return AdjustOutcome(result.samples, result.limiter_gain_db, track, tuple(stages), os.getpid())
+
+
+def pitch_job(samples: Samples, sample_rate: int) -> PitchOutcome:
+    """Measure the pitch track of ``samples``."""
+    started = time.time_ns()
+    track = praat.pitch_track(samples, sample_rate)
+    stage = praat.Stage("prosody.pitch_track", started, time.time_ns())
+    return PitchOutcome(track, (stage,), os.getpid())
 
 
 def analyze_job(samples: Samples, sample_rate: int) -> AnalyzeOutcome:
     """Measure pitch, voicing, intensity and speaking rate."""
     started = time.time_ns()
     analysis = praat.analyze(samples, sample_rate)
-    stage = Stage("prosody.analyze", started, time.time_ns())
+    stage = praat.Stage("prosody.analyze", started, time.time_ns())
     return AnalyzeOutcome(analysis, (stage,), os.getpid())
 
 

@@ -177,7 +177,7 @@ async def test_parallel_requests_run_in_more_than_one_worker_process(
     )
     pids = {
         span.attributes["chorus.prosody.worker_pid"]
-        for span in prosody.finished_spans("prosody.adjust")
+        for span in prosody.finished_spans("prosody.pitch")
         if span.attributes is not None
     }
     assert len(pids) >= 2
@@ -190,17 +190,21 @@ async def test_stage_spans_share_the_callers_trace(prosody: ProsodyServer) -> No
     names = [
         "prosody.decode",
         "cache.get",
-        "prosody.adjust",
+        "prosody.pitch",
+        "prosody.duration",
+        "prosody.energy",
         "prosody.confidence",
         "prosody.encode",
     ]
     spans = {name: prosody.finished_spans(name) for name in names}
     assert all(len(found) == 1 for found in spans.values()), spans
+    # The original's and the result's pitch, measured in workers for the confidence.
+    assert len(prosody.finished_spans("prosody.pitch_track")) == 2
     rpc_spans = [s for s in prosody.spans.get_finished_spans() if s.name.endswith("/Adjust")]
     assert {s.kind for s in rpc_spans} == {SpanKind.CLIENT, SpanKind.SERVER}
     trace_ids = {found[0].context.trace_id for found in spans.values()}
     assert trace_ids == {s.context.trace_id for s in rpc_spans}
-    adjust_span = spans["prosody.adjust"][0]
+    adjust_span = spans["prosody.duration"][0]
     assert adjust_span.start_time is not None
     assert adjust_span.end_time is not None
     assert adjust_span.start_time < adjust_span.end_time
