@@ -12,7 +12,7 @@ STAMP_GEN := $(GEN)/.generated
 .PHONY: run test lint format bench proto clean
 
 run: $(STAMP_GEN)
-	$(PY) -m services.tts
+	$(PY) -m services.suite
 
 test: lint
 	$(PY) -m pytest
