@@ -22,7 +22,6 @@ LOG_DIR = Path(".state/logs")
 
 async def run_suite() -> int:
     """Start the services, wait for a signal, stop them; returns the exit status."""
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
     processes = {
         name: ServiceProcess(module, port=port, log_path=LOG_DIR / f"{name}.log")
         for name, (module, port) in SERVICES.items()
@@ -51,5 +50,11 @@ async def run_suite() -> int:
             print(f"{name} stopped ({status})", flush=True)
 
 
+def main() -> int:
+    """Run the suite in the foreground; returns the process exit status."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(run_suite())
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(run_suite()))
+    sys.exit(main())
