@@ -267,3 +267,15 @@ async def test_analyze_refuses_what_is_not_audio(prosody: ProsodyServer) -> None
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await analyze(prosody, wav_audio(b"RIFF nonsense"))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("preset", ["celebration", "calm"])
+@pytest.mark.parametrize("speech", SPEECH, ids=[*map(str, range(len(SPEECH) - 1)), "espeak"])
+async def test_presets_on_real_speech_are_trusted(
+    prosody: ProsodyServer, speech: bytes, preset: str
+) -> None:
+    response = await adjust(prosody, audio=wav_audio(speech), preset=preset)
+    assert not response.fallback, response.fallback_reason
+    assert response.confidence.score >= 0.7
+    duration = next(p for p in response.confidence.parts if p.name == "duration")
+    assert duration.score == 1.0
