@@ -128,27 +128,25 @@ async def run(requests: int) -> dict[str, object]:
         for name, (samples, rate) in clips.items()
     }
 
-    server = ServiceProcess(
-        "services.prosody", env={"CHORUS_CACHE_MAX_BYTES": "0", "CHORUS_LOG_LEVEL": "WARNING"}
-    )
-    server.start()
-    try:
-        await server.wait_healthy()
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            stub = prosody_pb2_grpc.ProsodyStub(channel)
-            figures: dict[str, dict[str, object]] = {}
-            for name, (samples, rate) in clips.items():
-                wav = write_wav(samples, rate)
-                await grpc_scenario(stub, wav, 1, 2, True)  # channel and workers warm
-                figures[name] = {
-                    f"c{level}_{'with' if check else 'without'}_confidence": await grpc_scenario(
-                        stub, wav, level, requests, check
-                    )
-                    for level in (1, 4)
-                    for check in (True, False)
-                }
-    finally:
-        server.stop()
+    async with (
+        ServiceProcess(
+            "services.prosody",
+            env={"CHORUS_CACHE_MAX_BYTES": "0", "CHORUS_LOG_LEVEL": "WARNING"},
+        ) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = prosody_pb2_grpc.ProsodyStub(channel)
+        figures: dict[str, dict[str, object]] = {}
+        for name, (samples, rate) in clips.items():
+            wav = write_wav(samples, rate)
+            await grpc_scenario(stub, wav, 1, 2, True)  # channel and workers warm
+            figures[name] = {
+                f"c{level}_{'with' if check else 'without'}_confidence": await grpc_scenario(
+                    stub, wav, level, requests, check
+                )
+                for level in (1, 4)
+                for check in (True, False)
+            }
 
     ratios = {
         name: round(

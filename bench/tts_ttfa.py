@@ -138,37 +138,31 @@ async def run(requests: int, levels: Sequence[int]) -> dict[str, object]:
     }
     results["in_process"] = baseline
 
-    uncached = ServiceProcess(
-        "services.tts", env={"CHORUS_CACHE_MAX_BYTES": "0", "CHORUS_LOG_LEVEL": "WARNING"}
-    )
-    uncached.start()
-    try:
-        await uncached.wait_healthy()
-        async with grpc.aio.insecure_channel(uncached.address) as channel:
-            stub = tts_pb2_grpc.TextToSpeechStub(channel)
-            await grpc_scenario(stub, TEXTS["short"], 1, 10)  # connection and server warm-up
-            grpc_results: dict[str, dict[str, object]] = {}
-            for name, text in TEXTS.items():
-                grpc_results[name] = {
-                    f"c{level}": await grpc_scenario(stub, text, level, max(requests, level))
-                    for level in levels
-                }
-            results["grpc"] = grpc_results
-    finally:
-        uncached.stop()
-
-    cached = ServiceProcess("services.tts", env={"CHORUS_LOG_LEVEL": "WARNING"})
-    cached.start()
-    try:
-        await cached.wait_healthy()
-        async with grpc.aio.insecure_channel(cached.address) as channel:
-            stub = tts_pb2_grpc.TextToSpeechStub(channel)
-            await grpc_scenario(stub, TEXTS["short"], 1, 1)  # fills the cache
-            results["grpc_cache_hit"] = {
-                "short_c1": await grpc_scenario(stub, TEXTS["short"], 1, requests)
+    async with (
+        ServiceProcess(
+            "services.tts", env={"CHORUS_CACHE_MAX_BYTES": "0", "CHORUS_LOG_LEVEL": "WARNING"}
+        ) as uncached,
+        grpc.aio.insecure_channel(uncached.address) as channel,
+    ):
+        stub = tts_pb2_grpc.TextToSpeechStub(channel)
+        await grpc_scenario(stub, TEXTS["short"], 1, 10)  # connection and server warm-up
+        grpc_results: dict[str, dict[str, object]] = {}
+        for name, text in TEXTS.items():
+            grpc_results[name] = {
+                f"c{level}": await grpc_scenario(stub, text, level, max(requests, level))
+                for level in levels
             }
-    finally:
-        cached.stop()
+        results["grpc"] = grpc_results
+
+    async with (
+        ServiceProcess("services.tts", env={"CHORUS_LOG_LEVEL": "WARNING"}) as cached,
+        grpc.aio.insecure_channel(cached.address) as channel,
+    ):
+        stub = tts_pb2_grpc.TextToSpeechStub(channel)
+        await grpc_scenario(stub, TEXTS["short"], 1, 1)  # fills the cache
+        results["grpc_cache_hit"] = {
+            "short_c1": await grpc_scenario(stub, TEXTS["short"], 1, requests)
+        }
 
     results["grpc_over_in_process_c1"] = {
         name: {

@@ -140,10 +140,8 @@ def _map_unary(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
             return await behavior(request, context)
         except aio.AbortError:
             raise
-        except ChorusError as error:
-            await _abort_with(context, method, error)
-        except Exception:
-            await _abort_internal(context, method)
+        except Exception as error:
+            await _abort_for(context, method, error)
 
     return mapped
 
@@ -159,21 +157,18 @@ def _map_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
                     yield response
         except aio.AbortError:
             raise
-        except ChorusError as error:
-            await _abort_with(context, method, error)
-        except Exception:
-            await _abort_internal(context, method)
+        except Exception as error:
+            await _abort_for(context, method, error)
 
     return mapped
 
 
-async def _abort_with(
-    context: aio.ServicerContext[Any, Any], method: str, error: ChorusError
-) -> None:
-    logger.info("%s -> %s: %s", method, error.code.name, error.message)
-    await context.abort(error.code, error.message)
-
-
-async def _abort_internal(context: aio.ServicerContext[Any, Any], method: str) -> None:
-    logger.exception("%s failed", method)
-    await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+async def _abort_for(context: aio.ServicerContext[Any, Any], method: str, error: Exception) -> None:
+    """End the RPC (abort raises) with the status ``error`` maps to; details of the
+    unexpected stay in the log."""
+    if isinstance(error, ChorusError):
+        logger.info("%s -> %s: %s", method, error.code.name, error.message)
+        await context.abort(error.code, error.message)
+    else:
+        logger.error("%s failed", method, exc_info=error)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")

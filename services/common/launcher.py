@@ -110,6 +110,19 @@ class ServiceProcess:
             self._process.kill()
             return self._process.wait()
 
+    async def __aenter__(self) -> ServiceProcess:
+        """Start the server and wait until it is healthy; it is stopped on exit."""
+        self.start()
+        try:
+            await self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
     def stop(self, timeout_s: float = 15.0) -> int:
         """Terminate and wait; returns the exit status."""
         self.terminate()

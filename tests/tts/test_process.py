@@ -20,13 +20,8 @@ LONG = " ".join(f"Sentence {i} keeps the stream busy for a while." for i in rang
 
 @pytest.fixture
 async def tts_process(tmp_path: Path) -> AsyncIterator[ServiceProcess]:
-    process = ServiceProcess("services.tts", log_path=tmp_path / "tts.log")
-    process.start()
-    try:
-        await process.wait_healthy(timeout_s=30)
+    async with ServiceProcess("services.tts", log_path=tmp_path / "tts.log") as process:
         yield process
-    finally:
-        process.stop()
 
 
 async def test_client_writes_a_wav_and_reports_ttfa(
