@@ -1,0 +1,83 @@
+"""The interfaces of vision engines, free of gRPC: person detectors and matting models.
+
+Images are RGB ``uint8`` arrays of shape (height, width, 3); boxes are in pixels of that
+array. Engines are loaded once per process and are safe to call from several threads
+(each guards what is not thread-safe in it).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+Image = npt.NDArray[np.uint8]
+"""RGB, shape (height, width, 3)."""
+
+Matte = npt.NDArray[np.float32]
+"""Alpha in [0, 1], shape (height, width); 1 is foreground."""
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box in pixels: x to the right, y down."""
+
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+
+    @property
+    def area(self) -> float:
+        """Width times height (0 for an empty box)."""
+        return max(0.0, self.x_max - self.x_min) * max(0.0, self.y_max - self.y_min)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One person found: where, and how sure."""
+
+    box: Box
+    score: float
+    label: str = "person"
+
+
+class PersonDetector(ABC):
+    """Finds people in an image."""
+
+    name: str
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load the model; raises with a clear message when its file is missing."""
+
+    @abstractmethod
+    def warm_up(self) -> None:
+        """Run once on a dummy image so the first request pays no start-up cost."""
+
+    @abstractmethod
+    def detect(
+        self, image: Image, score_threshold: float, max_detections: int
+    ) -> list[Detection]:
+        """People in ``image`` scoring at least ``score_threshold``, best first, at most
+        ``max_detections`` (0: no limit)."""
+
+
+class MattingModel(ABC):
+    """Separates the foreground (the person) from the background."""
+
+    name: str
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load the model; raises with a clear message when its file is missing."""
+
+    @abstractmethod
+    def warm_up(self) -> None:
+        """Run once on a dummy image so the first request pays no start-up cost."""
+
+    @abstractmethod
+    def matte(self, image: Image, focus: Box | None) -> Matte:
+        """The alpha matte of ``image``; ``focus``, when given, is where the subject is."""
