@@ -1,0 +1,128 @@
+"""Encoded images in, RGB arrays out (and PNGs back), refusing what is not a safe image.
+
+The pixel count is read from the header and checked before anything is decoded, so a
+small file that expands to gigapixels (a decompression bomb) costs nothing. Large images
+within the limit are scaled down for the models, and results mapped back.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image as PilImage
+from PIL import UnidentifiedImageError
+
+from services.common.errors import InvalidArgument
+from services.vision.engine import Box, Image, Matte
+
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+# Modes that convert to RGB without guessing; 16-bit and float images do not.
+MODES = ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr", "1")
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """The pixels as sent, and a copy scaled to fit the models' working size."""
+
+    original: Image
+    working: Image
+    scale: float
+    """working size / original size (1.0 when the image was small enough)."""
+
+    def to_original(self, box: Box) -> Box:
+        """A box on the working copy, in pixels of the original."""
+        factor = 1.0 / self.scale
+        return Box(box.x_min * factor, box.y_min * factor, box.x_max * factor, box.y_max * factor)
+
+    def to_working(self, box: Box) -> Box:
+        """A box on the original, in pixels of the working copy."""
+        return Box(
+            box.x_min * self.scale,
+            box.y_min * self.scale,
+            box.x_max * self.scale,
+            box.y_max * self.scale,
+        )
+
+
+def decode_image(data: bytes, max_pixels: int, working_side: int, field: str) -> DecodedImage:
+    """Decode ``data``; InvalidArgument names ``field`` for anything unsafe or unreadable."""
+    if not data:
+        raise InvalidArgument(field, "is empty")
+    try:
+        with PilImage.open(io.BytesIO(data)) as opened:
+            if opened.format not in FORMATS:
+                raise InvalidArgument(
+                    field, f"{opened.format} images are not supported; use {', '.join(FORMATS)}"
+                )
+            width, height = opened.size
+            if width == 0 or height == 0:
+                raise InvalidArgument(field, f"has zero size ({width}x{height})")
+            if width * height > max_pixels:
+                raise InvalidArgument(
+                    field, f"{width}x{height} is over the limit of {max_pixels} pixels"
+                )
+            if opened.mode not in MODES:
+                raise InvalidArgument(field, f"pixel mode {opened.mode} is not supported")
+            opened.load()
+            rgb = opened.convert("RGB")
+    except UnidentifiedImageError:
+        raise InvalidArgument(field, "is not an image") from None
+    except PilImage.DecompressionBombError:
+        # Pillow's own guard, which fires in open() for the most extreme headers.
+        raise InvalidArgument(field, f"is over the limit of {max_pixels} pixels") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        # Pillow reports truncated and corrupt files this way.
+        raise InvalidArgument(field, f"cannot be decoded: {error}") from None
+    return _with_working_copy(np.asarray(rgb, dtype=np.uint8), working_side)
+
+
+def crop_image(
+    image: DecodedImage, x0: int, y0: int, x1: int, y1: int, working_side: int
+) -> DecodedImage:
+    """The region [x0, x1) x [y0, y1) of the original, with its own working copy."""
+    return _with_working_copy(image.original[y0:y1, x0:x1], working_side)
+
+
+def _with_working_copy(original: Image, working_side: int) -> DecodedImage:
+    height, width = original.shape[:2]
+    scale = min(1.0, working_side / max(width, height))
+    if scale == 1.0:
+        return DecodedImage(original, original, 1.0)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = PilImage.fromarray(original).resize(size, PilImage.Resampling.BILINEAR)
+    return DecodedImage(original, np.asarray(resized, dtype=np.uint8), scale)
+
+
+def resize_matte(matte: Matte, width: int, height: int) -> Matte:
+    """A matte scaled to ``width`` x ``height``."""
+    if matte.shape == (height, width):
+        return matte
+    resized = PilImage.fromarray(matte, mode="F").resize(
+        (width, height), PilImage.Resampling.BILINEAR
+    )
+    scaled: Matte = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    return scaled
+
+
+def alpha_png(matte: Matte) -> bytes:
+    """The matte as an 8-bit grayscale PNG (255 is foreground)."""
+    return _png(PilImage.fromarray(_alpha8(matte), mode="L"))
+
+
+def cutout_png(image: Image, matte: Matte) -> bytes:
+    """The image as an RGBA PNG with the matte as its alpha channel."""
+    rgba = np.dstack([image, _alpha8(matte)])
+    return _png(PilImage.fromarray(rgba, mode="RGBA"))
+
+
+def _alpha8(matte: Matte) -> np.ndarray:
+    return np.round(np.clip(matte, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _png(picture: PilImage.Image) -> bytes:
+    buffer = io.BytesIO()
+    # Level 1: a fraction of the default's time for files a little larger.
+    picture.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()

@@ -1,0 +1,48 @@
+"""Settings of the vision server (CHORUS_* variables and flags; see services.common.settings)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from services.common.settings import ServerSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class VisionSettings(ServerSettings):
+    """Chorus vision server."""
+
+    port: int = dataclasses.field(default=50054, metadata={"help": "port to listen on"})
+    detector: str = dataclasses.field(
+        default="opencv", metadata={"help": "person detector: opencv (no weights) or yolo"}
+    )
+    matting: str = dataclasses.field(
+        default="grabcut", metadata={"help": "matting model: grabcut (no weights) or birefnet"}
+    )
+    yolo_model: str = dataclasses.field(
+        default="", metadata={"help": "YOLO weights: a local .pt, .onnx or .engine file"}
+    )
+    yolo_image_size: int = dataclasses.field(
+        default=640, metadata={"help": "YOLO input size (an exported model's own size)"}
+    )
+    birefnet_model: str = dataclasses.field(
+        default="", metadata={"help": "BiRefNet as a local ONNX file"}
+    )
+    device: str = dataclasses.field(
+        default="auto", metadata={"help": "auto (cuda when present), cuda or cpu"}
+    )
+    workers: int = dataclasses.field(default=2, metadata={"help": "threads running the models"})
+    max_pixels: int = dataclasses.field(
+        default=40_000_000, metadata={"help": "largest image accepted, in pixels"}
+    )
+    working_side: int = dataclasses.field(
+        default=1280, metadata={"help": "larger images are scaled to this longest side"}
+    )
+    batching: str = dataclasses.field(
+        default="auto", metadata={"help": "batch detections: auto (on GPU), on, off"}
+    )
+    batch_max: int = dataclasses.field(
+        default=8, metadata={"help": "most images in one batched detection"}
+    )
+    batch_wait_ms: float = dataclasses.field(
+        default=2.0, metadata={"help": "how long a batch waits for company"}
+    )
