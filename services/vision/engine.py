@@ -58,9 +58,7 @@ class PersonDetector(ABC):
         """Run once on a dummy image so the first request pays no start-up cost."""
 
     @abstractmethod
-    def detect(
-        self, image: Image, score_threshold: float, max_detections: int
-    ) -> list[Detection]:
+    def detect(self, image: Image, score_threshold: float, max_detections: int) -> list[Detection]:
         """People in ``image`` scoring at least ``score_threshold``, best first, at most
         ``max_detections`` (0: no limit)."""
 
