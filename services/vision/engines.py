@@ -1,0 +1,50 @@
+"""The vision engines a server can run, by configured name."""
+
+from __future__ import annotations
+
+from services.vision.engine import MattingModel, PersonDetector
+from services.vision.settings import VisionSettings
+
+DETECTORS = ("opencv", "yolo")
+MATTING = ("grabcut", "birefnet")
+
+
+def create_detector(settings: VisionSettings) -> PersonDetector:
+    """Build (not load) the detector named by ``settings.detector``."""
+    if settings.detector == "opencv":
+        from services.vision.opencv_engines import OpenCvPersonDetector
+
+        return OpenCvPersonDetector()
+    if settings.detector == "yolo":
+        from services.vision.yolo_engine import YoloPersonDetector
+
+        return YoloPersonDetector(
+            settings.yolo_model, device=settings.device, image_size=settings.yolo_image_size
+        )
+    raise ValueError(f"unknown detector {settings.detector!r}; known: {', '.join(DETECTORS)}")
+
+
+def create_matting(settings: VisionSettings, detector: PersonDetector) -> MattingModel:
+    """Build (not load) the matting model named by ``settings.matting``."""
+    if settings.matting == "grabcut":
+        from services.vision.opencv_engines import GrabCutMatte
+
+        return GrabCutMatte(detector)
+    if settings.matting == "birefnet":
+        from services.vision.birefnet_engine import BiRefNetMatte
+
+        return BiRefNetMatte(settings.birefnet_model, device=settings.device)
+    raise ValueError(f"unknown matting model {settings.matting!r}; known: {', '.join(MATTING)}")
+
+
+def uses_gpu(device: str) -> bool:
+    """Whether ``device`` ("auto", "cuda", "cpu") means the GPU on this machine."""
+    if device == "cpu":
+        return False
+    if device == "cuda":
+        return True
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())

@@ -1,0 +1,91 @@
+"""Vision server: wires detector, matting model, batcher and cache into the common bootstrap."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from chorus.vision.v1 import vision_pb2, vision_pb2_grpc
+from grpc import aio
+
+from services.common.admission import AdmissionController
+from services.common.cache import ResultCache
+from services.common.server import run_service
+from services.common.telemetry import Telemetry
+from services.vision.batcher import DetectionBatcher
+from services.vision.engines import create_detector, create_matting, uses_gpu
+from services.vision.servicer import VisionServicer
+from services.vision.settings import VisionSettings
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = vision_pb2.DESCRIPTOR.services_by_name["Vision"].full_name
+
+
+class VisionService:
+    """The Vision service with its resident models (a ChorusService)."""
+
+    def __init__(self, settings: VisionSettings, telemetry: Telemetry) -> None:
+        self.detector = create_detector(settings)
+        self.matting = create_matting(settings, self.detector)
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.workers, thread_name_prefix="vision-model"
+        )
+        self.batcher = self._batcher(settings)
+        self.cache = ResultCache.from_settings("vision", settings, telemetry)
+        self.admission = AdmissionController.from_settings(settings, telemetry)
+        self._servicer = VisionServicer(
+            detector=self.detector,
+            matting=self.matting,
+            executor=self._executor,
+            batcher=self.batcher,
+            cache=self.cache,
+            admission=self.admission,
+            tracer=telemetry.tracer,
+            max_pixels=settings.max_pixels,
+            working_side=settings.working_side,
+        )
+
+    @property
+    def service_names(self) -> Sequence[str]:
+        """The gRPC service this server offers."""
+        return (SERVICE_NAME,)
+
+    def add_to_server(self, server: aio.Server) -> None:
+        """Register the Vision servicer."""
+        vision_pb2_grpc.add_VisionServicer_to_server(self._servicer, server)
+
+    async def load(self) -> None:
+        """Load and warm up both models off the event loop."""
+        loop = asyncio.get_running_loop()
+        for model in (self.detector, self.matting):
+            await loop.run_in_executor(self._executor, model.load)
+            await loop.run_in_executor(self._executor, model.warm_up)
+        logger.info("detector %s and matting %s ready", self.detector.name, self.matting.name)
+
+    async def close(self) -> None:
+        """Close the cache's connections and the model threads."""
+        await self.cache.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _batcher(self, settings: VisionSettings) -> DetectionBatcher | None:
+        """A batcher when the detector batches and batching is on (auto: on the GPU)."""
+        detect_batch = getattr(self.detector, "detect_batch", None)
+        wanted = settings.batching == "on" or (
+            settings.batching == "auto" and uses_gpu(settings.device)
+        )
+        if detect_batch is None or not wanted or settings.batch_max < 2:
+            return None
+        return DetectionBatcher(
+            lambda images, threshold: detect_batch(images, threshold, 0),
+            self._executor,
+            settings.batch_max,
+            settings.batch_wait_ms / 1000,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the vision server until SIGTERM or SIGINT."""
+    run_service(VisionSettings, "chorus-vision", VisionService, argv)

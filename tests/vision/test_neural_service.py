@@ -1,0 +1,119 @@
+"""The vision service with its neural engines (YOLO, BiRefNet) over real gRPC, on models
+the tests build: YOLO11n from its yaml and an ONNX net with BiRefNet's shapes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+import pytest_asyncio
+from chorus.vision.v1 import vision_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.vision.server import VisionService
+from services.vision.settings import VisionSettings
+from tests.support.service_harness import server_starter
+from tests.vision.harness import VisionServer, astronaut, decode_png, jpeg
+from tests.vision.tiny_models import build_birefnet_like_onnx, build_yolo_pt
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def neural(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[VisionServer]:
+    """YOLO (from a .pt) and BiRefNet (ONNX) on the CPU, with detection batching forced on."""
+    folder = tmp_path_factory.mktemp("models")
+    settings = VisionSettings(
+        host="127.0.0.1",
+        port=0,
+        detector="yolo",
+        matting="birefnet",
+        yolo_model=str(build_yolo_pt(folder)),
+        birefnet_model=str(build_birefnet_like_onnx(folder / "birefnet.onnx")),
+        device="cpu",
+        batching="on",
+        batch_wait_ms=20,
+    )
+    async with server_starter(VisionServer) as start:
+        yield await start(lambda telemetry: VisionService(settings, telemetry), settings, True)
+
+
+async def test_yolo_detects_over_grpc(neural: VisionServer) -> None:
+    response = await neural.stub.DetectPersons(
+        vision_pb2.DetectPersonsRequest(image=jpeg(astronaut()), max_detections=3), timeout=30
+    )
+    assert response.engine == "yolo"
+    assert 0 < len(response.detections) <= 3
+    for detection in response.detections:
+        assert detection.label == "person"
+        assert 0 <= detection.box.x_min < detection.box.x_max <= 512
+        assert 0 <= detection.box.y_min < detection.box.y_max <= 512
+
+
+async def test_requests_arriving_together_are_batched(neural: VisionServer) -> None:
+    assert neural.service.batcher is not None
+    before = len(neural.service.batcher.batch_sizes)
+    images = [jpeg(astronaut()[i * 10 :, :].copy()) for i in range(4)]
+    requests = [vision_pb2.DetectPersonsRequest(image=image) for image in images]
+    together = await asyncio.gather(*(neural.stub.DetectPersons(r) for r in requests))
+    sizes = neural.service.batcher.batch_sizes[before:]
+    assert max(sizes) > 1
+    # One at a time, under another cache key: the batch's own cap, asked explicitly.
+    alone = [
+        await neural.stub.DetectPersons(
+            vision_pb2.DetectPersonsRequest(image=image, max_detections=1000)
+        )
+        for image in images
+    ]
+    assert not any(r.cache_hit for r in alone)
+    # Random weights give many boxes of equal score, whose order is arbitrary.
+    assert [canonical(r) for r in alone] == [canonical(r) for r in together]
+
+
+def canonical(response: vision_pb2.DetectPersonsResponse) -> list[tuple[float, ...]]:
+    return sorted(
+        (round(d.score, 4), round(d.box.x_min), round(d.box.y_min), round(d.box.x_max),
+         round(d.box.y_max))
+        for d in response.detections
+    )  # fmt: skip
+
+
+async def test_birefnet_mattes_over_grpc(neural: VisionServer) -> None:
+    response = await neural.stub.RemoveBackground(
+        vision_pb2.RemoveBackgroundRequest(image=jpeg(astronaut())), timeout=30
+    )
+    assert response.engine == "birefnet"
+    alpha = decode_png(response.alpha_png)
+    assert alpha.shape == (512, 512)
+    assert alpha.min() < alpha.max()
+
+
+async def test_portrait_with_neural_engines(neural: VisionServer) -> None:
+    response = await neural.stub.Portrait(vision_pb2.PortraitRequest(image=jpeg(astronaut())))
+    assert response.HasField("person")
+    cutout = decode_png(response.cutout_png)
+    crop = response.crop
+    assert cutout.shape == (int(crop.y_max - crop.y_min), int(crop.x_max - crop.x_min), 4)
+
+
+async def test_a_missing_model_file_fails_readiness_with_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "yolo11n.pt"
+    settings = VisionSettings(
+        host="127.0.0.1", port=0, detector="yolo", yolo_model=str(missing), device="cpu"
+    )
+    async with server_starter(VisionServer) as start:
+        server = await start(lambda telemetry: VisionService(settings, telemetry), settings, False)
+        assert not await server.running.load_service()
+        health = health_pb2_grpc.HealthStub(server.channel)
+        status = await health.Check(health_pb2.HealthCheckRequest(service=""))
+        assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await server.stub.DetectPersons(
+                vision_pb2.DetectPersonsRequest(image=jpeg(astronaut()))
+            )
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert str(missing) in (raised.value.details() or "")
+        assert "CHORUS_YOLO_MODEL" in (raised.value.details() or "")
