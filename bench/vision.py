@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -145,8 +146,10 @@ async def run(requests: int, device: str) -> dict[str, object]:
         )
     }
     with tempfile.TemporaryDirectory() as folder:
-        yolo = build_yolo_pt(Path(folder))
-        birefnet = build_birefnet_like_onnx(Path(folder) / "birefnet-shaped.onnx")
+        # ultralytics prints while it builds; stdout is for the JSON alone.
+        with contextlib.redirect_stdout(sys.stderr):
+            yolo = build_yolo_pt(Path(folder))
+            birefnet = build_birefnet_like_onnx(Path(folder) / "birefnet-shaped.onnx")
         results["yolo11n+birefnet-shaped"] = await engine_pair(
             {
                 "CHORUS_DETECTOR": "yolo",
