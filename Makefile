@@ -29,6 +29,7 @@ format: $(STAMP_DEPS)
 bench: $(STAMP_GEN)
 	$(PY) -m bench.tts_ttfa
 	$(PY) -m bench.prosody
+	$(PY) -m bench.vision
 
 proto: $(STAMP_GEN)
 

@@ -16,6 +16,7 @@ from services.common.launcher import ServiceProcess
 SERVICES = {
     "tts": ("services.tts", 50052),
     "prosody": ("services.prosody", 50053),
+    "vision": ("services.vision", 50054),
 }
 LOG_DIR = Path(".state/logs")
 
