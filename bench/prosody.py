@@ -27,7 +27,7 @@ from bench.stats import percentiles_ms
 from services.common.launcher import ServiceProcess
 from services.common.pcm import Samples
 from services.common.wav import write_wav
-from services.prosody.jobs import adjust_job, pitch_job
+from services.prosody.jobs import adjust_job
 from services.prosody.praat import assess
 from services.prosody.presets import PRESETS
 from services.tts.espeak_engine import EspeakEngine
@@ -103,16 +103,21 @@ async def grpc_scenario(
 def in_process_scenario(
     samples: Samples, rate: int, requests: int, confidence: bool
 ) -> dict[str, object]:
-    """The same Praat work called directly and serially, one request at a time: the
-    baseline (the server runs the two pitch tracks in parallel workers)."""
+    """The same Praat work called directly, one request at a time: the baseline."""
     params = PRESETS["celebration"]
     latencies = []
     for _ in range(requests):
         started = time.perf_counter()
         outcome = adjust_job(samples, rate, params, confidence)
         if confidence:
-            original = pitch_job(samples, rate).pitch_track
-            assess(samples, outcome.samples, rate, params, original, outcome.pitch_track)
+            assess(
+                samples,
+                outcome.samples,
+                rate,
+                params,
+                outcome.original_pitch_track,
+                outcome.pitch_track,
+            )
         latencies.append(time.perf_counter() - started)
     return {"requests": requests, "latency_ms": percentiles_ms(latencies)}
 

@@ -23,20 +23,12 @@ PitchTrack = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class AdjustOutcome:
-    """What Adjust made in the worker, with the result's pitch track when asked for."""
+    """What Adjust made in the worker, with both pitch tracks when the check needs them."""
 
     samples: Samples
     limiter_gain_db: float
+    original_pitch_track: PitchTrack | None
     pitch_track: PitchTrack | None
-    stages: tuple[praat.Stage, ...]
-    worker_pid: int
-
-
-@dataclass(frozen=True)
-class PitchOutcome:
-    """A pitch track measured in a worker."""
-
-    pitch_track: PitchTrack
     stages: tuple[praat.Stage, ...]
     worker_pid: int
 
@@ -51,25 +43,23 @@ class AnalyzeOutcome:
 
 
 def adjust_job(
-    samples: Samples, sample_rate: int, params: praat.AdjustParams, track_result: bool
+    samples: Samples, sample_rate: int, params: praat.AdjustParams, track_pitch: bool
 ) -> AdjustOutcome:
-    """Adjust; with ``track_result``, also measure the result's pitch for the confidence."""
+    """Adjust; with ``track_pitch``, also return the pitch tracks the confidence check uses
+    (the original's comes free with the Manipulation; the result's is measured here)."""
     result = praat.adjust(samples, sample_rate, params)
     stages = list(result.stages)
-    track = None
-    if track_result:
+    original = after = None
+    if track_pitch:
         started = time.time_ns()
-        track = praat.pitch_track(result.samples, sample_rate)
+        original = result.original_pitch_track
+        if original is None:
+            original = praat.pitch_track(samples, sample_rate)
+        after = praat.pitch_track(result.samples, sample_rate)
         stages.append(praat.Stage("prosody.pitch_track", started, time.time_ns()))
-    return AdjustOutcome(result.samples, result.limiter_gain_db, track, tuple(stages), os.getpid())
-
-
-def pitch_job(samples: Samples, sample_rate: int) -> PitchOutcome:
-    """Measure the pitch track of ``samples``."""
-    started = time.time_ns()
-    track = praat.pitch_track(samples, sample_rate)
-    stage = praat.Stage("prosody.pitch_track", started, time.time_ns())
-    return PitchOutcome(track, (stage,), os.getpid())
+    return AdjustOutcome(
+        result.samples, result.limiter_gain_db, original, after, tuple(stages), os.getpid()
+    )
 
 
 def analyze_job(samples: Samples, sample_rate: int) -> AnalyzeOutcome:

@@ -14,10 +14,9 @@ from opentelemetry import trace
 from services.common.admission import AdmissionController
 from services.common.cache import ResultCache, cache_key
 from services.common.errors import InvalidArgument
-from services.common.pcm import Samples
 from services.common.process_pool import ProcessPool
 from services.prosody.audio_messages import decode_audio, encode_audio
-from services.prosody.jobs import AdjustOutcome, PitchTrack, adjust_job, analyze_job, pitch_job
+from services.prosody.jobs import adjust_job, analyze_job
 from services.prosody.praat import AdjustParams, ConfidenceReport, Stage, assess
 from services.prosody.presets import DEFAULT_PRESET, PRESETS
 
@@ -119,14 +118,15 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
         budget = self._budget(context)
         async with self._admission.slot("Adjust"):
             try:
-                outcome, original_track = await asyncio.wait_for(
-                    self._adjust_and_track(samples, form.sample_rate, params, check), budget
+                outcome = await asyncio.wait_for(
+                    self._pool.run(adjust_job, samples, form.sample_rate, params, check), budget
                 )
             except TimeoutError:
                 # Workers finish in the background; the caller gets its audio back now.
                 return _fallback(
                     request, adjustment, None, threshold, f"time budget of {budget:.2f} s exceeded"
                 )
+        self._record_stages(outcome.stages, outcome.worker_pid)
         adjustment.limiter_gain_db = outcome.limiter_gain_db
         confidence = None
         if check:
@@ -136,7 +136,7 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
                     outcome.samples,
                     form.sample_rate,
                     params,
-                    original_track,
+                    outcome.original_pitch_track,
                     outcome.pitch_track,
                 )
         if (
@@ -157,24 +157,6 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
             )
         await self._cache.put(key, response.SerializeToString())
         return response
-
-    async def _adjust_and_track(
-        self, samples: Samples, sample_rate: int, params: AdjustParams, check: bool
-    ) -> tuple[AdjustOutcome, PitchTrack | None]:
-        """Adjust in one worker while another (when idle) measures the original's pitch,
-        which the confidence check needs: at low load the check then costs one pitch
-        track on the critical path instead of two."""
-        adjusting = self._pool.run(adjust_job, samples, sample_rate, params, check)
-        if not check:
-            outcome = await adjusting
-            self._record_stages(outcome.stages, outcome.worker_pid)
-            return outcome, None
-        outcome, original = await asyncio.gather(
-            adjusting, self._pool.run(pitch_job, samples, sample_rate)
-        )
-        self._record_stages(outcome.stages, outcome.worker_pid)
-        self._record_stages(original.stages, original.worker_pid)
-        return outcome, original.pitch_track
 
     def _budget(self, context: Context) -> float:
         """The per-request budget, cut short by the caller's own deadline."""
