@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
-import sys
 import time
 from collections.abc import Sequence
 
@@ -23,6 +19,7 @@ import grpc
 import numpy as np
 from chorus.prosody.v1 import prosody_pb2, prosody_pb2_grpc
 
+from bench.report import print_report
 from bench.stats import percentiles_ms
 from services.common.launcher import ServiceProcess
 from services.common.pcm import Samples
@@ -172,18 +169,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=30, help="requests per scenario")
     args = parser.parse_args(argv)
-    document = {
-        "benchmark": "prosody",
-        "preset": "celebration",
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.machine(),
-            "cpus": os.cpu_count(),
+    print_report(
+        "prosody",
+        {
+            "preset": "celebration",
+            **asyncio.run(run(args.requests)),
         },
-        **asyncio.run(run(args.requests)),
-    }
-    json.dump(document, sys.stdout, indent=2)
-    print()
+    )
 
 
 if __name__ == "__main__":

@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +23,7 @@ import grpc
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from opentelemetry.trace import NoOpTracer
 
+from bench.report import print_report
 from bench.stats import percentiles_ms
 from services.common.launcher import ServiceProcess
 from services.common.pcm import SampleFormat
@@ -186,19 +183,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     args = parser.parse_args(argv)
     figures = asyncio.run(run(args.requests, args.concurrency))
-    document = {
-        "benchmark": "tts_ttfa",
-        "engine": "espeak",
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.machine(),
-            "cpus": os.cpu_count(),
+    print_report(
+        "tts_ttfa",
+        {
+            "engine": "espeak",
+            "texts_chars": {name: len(text) for name, text in TEXTS.items()},
+            **figures,
         },
-        "texts_chars": {name: len(text) for name, text in TEXTS.items()},
-        **figures,
-    }
-    json.dump(document, sys.stdout, indent=2)
-    print()
+    )
 
 
 if __name__ == "__main__":

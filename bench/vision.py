@@ -17,9 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import io
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,6 +29,7 @@ from chorus.vision.v1 import vision_pb2, vision_pb2_grpc
 from PIL import Image as PilImage
 from skimage import data
 
+from bench.report import print_report
 from bench.stats import percentiles_ms
 from services.common.launcher import ServiceProcess
 from services.vision.engine import MattingModel, PersonDetector
@@ -171,18 +169,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=30, help="requests per scenario")
     parser.add_argument("--device", default="auto", help="auto, cuda or cpu")
     args = parser.parse_args(argv)
-    document = {
-        "benchmark": "vision",
-        "image": "skimage astronaut, 512x512 JPEG",
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.machine(),
-            "cpus": os.cpu_count(),
+    print_report(
+        "vision",
+        {
+            "image": "skimage astronaut, 512x512 JPEG",
+            **asyncio.run(run(args.requests, args.device)),
         },
-        **asyncio.run(run(args.requests, args.device)),
-    }
-    json.dump(document, sys.stdout, indent=2)
-    print()
+    )
 
 
 if __name__ == "__main__":

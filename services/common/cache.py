@@ -20,6 +20,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as redis
+from google.protobuf.message import Message
 from opentelemetry import trace
 from opentelemetry.metrics import Meter
 from redis.backoff import NoBackoff
@@ -33,6 +34,7 @@ from services.common.telemetry import Telemetry
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+MessageT = TypeVar("MessageT", bound=Message)
 
 
 def cache_key(*parts: object) -> str:
@@ -141,6 +143,15 @@ class ResultCache:
                 },
             )
             return value
+
+    async def get_message(self, key: str, message_type: type[MessageT]) -> MessageT | None:
+        """A cached protobuf message (a whole response), parsed; None on a miss."""
+        value = await self.get(key)
+        return None if value is None else message_type.FromString(value)
+
+    async def put_message(self, key: str, message: Message) -> None:
+        """Store a protobuf message, as ``get_message`` reads it back."""
+        await self.put(key, message.SerializeToString())
 
     async def put(self, key: str, value: bytes) -> None:
         """Store in memory now and in Redis in the background (the caller never waits)."""

@@ -59,11 +59,10 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
         with self._tracer.start_as_current_span("prosody.decode"):
             samples, form = decode_audio(request.audio, self._max_audio_s)
         key = cache_key("analyze", _audio_digest(request.audio))
-        cached = await self._cache.get(key)
+        cached = await self._cache.get_message(key, prosody_pb2.AnalyzeResponse)
         if cached is not None:
-            response = prosody_pb2.AnalyzeResponse.FromString(cached)
-            response.cache_hit = True
-            return response
+            cached.cache_hit = True
+            return cached
         async with self._admission.slot("Analyze"):
             outcome = await self._pool.run(analyze_job, samples, form.sample_rate)
         self._record_stages(outcome.stages, outcome.worker_pid)
@@ -79,7 +78,7 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
             intensity_mean_db=analysis.intensity_mean_db,
             speaking_rate_syllables_per_second=analysis.speaking_rate_syllables_per_s,
         )
-        await self._cache.put(key, response.SerializeToString())
+        await self._cache.put_message(key, response)
         return response
 
     async def Adjust(
@@ -109,11 +108,10 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
             threshold,
             request.keep_low_confidence,
         )
-        cached = await self._cache.get(key)
+        cached = await self._cache.get_message(key, prosody_pb2.AdjustResponse)
         if cached is not None:
-            response = prosody_pb2.AdjustResponse.FromString(cached)
-            response.cache_hit = True
-            return response
+            cached.cache_hit = True
+            return cached
 
         budget = self._budget(context)
         async with self._admission.slot("Adjust"):
@@ -155,7 +153,7 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
                 adjustment=adjustment,
                 confidence=_report(confidence, threshold),
             )
-        await self._cache.put(key, response.SerializeToString())
+        await self._cache.put_message(key, response)
         return response
 
     def _budget(self, context: Context) -> float:

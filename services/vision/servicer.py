@@ -71,11 +71,10 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
         key = cache_key(
             "detect", _digest(request.image), threshold, request.max_detections, self._detector.name
         )
-        cached = await self._cache.get(key)
+        cached = await self._cache.get_message(key, vision_pb2.DetectPersonsResponse)
         if cached is not None:
-            response = vision_pb2.DetectPersonsResponse.FromString(cached)
-            response.cache_hit = True
-            return response
+            cached.cache_hit = True
+            return cached
         image = self._decode(request.image)
         async with self._admission.slot("DetectPersons"):
             detections = await self._detect(image, threshold, request.max_detections)
@@ -84,7 +83,7 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
             image_size=_size(image.original),
             engine=self._detector.name,
         )
-        await self._cache.put(key, response.SerializeToString())
+        await self._cache.put_message(key, response)
         return response
 
     async def RemoveBackground(
@@ -99,11 +98,10 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
             else None,
             self._matting.name,
         )
-        cached = await self._cache.get(key)
+        cached = await self._cache.get_message(key, vision_pb2.RemoveBackgroundResponse)
         if cached is not None:
-            response = vision_pb2.RemoveBackgroundResponse.FromString(cached)
-            response.cache_hit = True
-            return response
+            cached.cache_hit = True
+            return cached
         image = self._decode(request.image)
         focus = _focus(request, image.original) if request.HasField("focus") else None
         async with self._admission.slot("RemoveBackground"):
@@ -115,7 +113,7 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
                 image_size=_size(image.original),
                 engine=self._matting.name,
             )
-        await self._cache.put(key, response.SerializeToString())
+        await self._cache.put_message(key, response)
         return response
 
     async def Portrait(
@@ -128,11 +126,10 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
         key = cache_key(
             "portrait", _digest(request.image), margin, self._detector.name, self._matting.name
         )
-        cached = await self._cache.get(key)
+        cached = await self._cache.get_message(key, vision_pb2.PortraitResponse)
         if cached is not None:
-            response = vision_pb2.PortraitResponse.FromString(cached)
-            response.cache_hit = True
-            return response
+            cached.cache_hit = True
+            return cached
         image = self._decode(request.image)
         height, width = image.original.shape[:2]
         async with self._admission.slot("Portrait"):
@@ -162,7 +159,7 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
             )
             if person is not None:
                 response.person.CopyFrom(_detection_proto(person))
-        await self._cache.put(key, response.SerializeToString())
+        await self._cache.put_message(key, response)
         return response
 
     def _decode(self, data: bytes) -> DecodedImage:
