@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.redis_server import RedisServer
+from services.common.local_redis import RedisServer
 
 
 @pytest.fixture

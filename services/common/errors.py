@@ -42,6 +42,12 @@ class Unavailable(ChorusError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class DeadlineExceeded(ChorusError):
+    """The caller's deadline passed before the work was done."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class EngineError(ChorusError):
     """The model failed on an input it accepted; details go to the log, not the caller."""
 

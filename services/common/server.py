@@ -148,7 +148,12 @@ def run_service(
     settings = load_settings(settings_type, argv)
     configure_logging(settings.log_level)
     telemetry = configure_telemetry(service_name)
-    asyncio.run(serve(build(settings, telemetry), settings, telemetry))
+
+    async def build_and_serve() -> None:
+        # Built inside the loop: grpc.aio channels bind to the loop they are made in.
+        await serve(build(settings, telemetry), settings, telemetry)
+
+    asyncio.run(build_and_serve())
 
 
 async def serve(service: ChorusService, settings: ServerSettings, telemetry: Telemetry) -> None:

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.common.cache import ResultCache, cache_key
-from tests.support.redis_server import RedisServer
+from services.common.local_redis import RedisServer
 
 
 class Recorder:

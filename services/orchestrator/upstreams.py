@@ -1,0 +1,85 @@
+"""Channels to the inner services: made once, round-robin over replicas, retrying only
+calls that have not started, with errors that name the service."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+from grpc import aio
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+from opentelemetry.sdk.trace import TracerProvider
+
+from services.common.errors import (
+    ChorusError,
+    DeadlineExceeded,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
+
+# gRPC's own retries: a call is retried only while no response has arrived, which is the
+# rule for streams (a retried stream would replay audio the caller already has).
+_RETRY_POLICY = {
+    "maxAttempts": 3,
+    "initialBackoff": "0.05s",
+    "maxBackoff": "0.5s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+
+
+def channel_target(addresses: str) -> str:
+    """A gRPC target for ``addresses``: one host:port, a comma list of IPv4 host:port
+    (each a replica), or any target gRPC resolves itself (``dns:///tts-headless:50052``)."""
+    parts = [part.strip() for part in addresses.split(",") if part.strip()]
+    if not parts:
+        raise ValueError("no address given")
+    if len(parts) == 1:
+        return parts[0]
+    return "ipv4:" + ",".join(parts)
+
+
+def service_config(service: str) -> str:
+    """Round-robin over every address (a replica whose connection fails is skipped) and
+    retries as above, for calls to ``service``."""
+    return json.dumps(
+        {
+            "loadBalancingConfig": [{"round_robin": {}}],
+            "methodConfig": [{"name": [{"service": service}], "retryPolicy": _RETRY_POLICY}],
+        }
+    )
+
+
+class Upstream:
+    """One inner service: its name for errors, and the one channel every call shares."""
+
+    def __init__(
+        self, name: str, addresses: str, service: str, tracer_provider: TracerProvider
+    ) -> None:
+        self.name = name
+        self.channel = aio.insecure_channel(
+            channel_target(addresses),
+            options=[
+                ("grpc.service_config", service_config(service)),
+                ("grpc.enable_retries", 1),
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ],
+            interceptors=aio_client_interceptors(tracer_provider=tracer_provider),
+        )
+
+    def error(self, error: grpc.aio.AioRpcError) -> ChorusError:
+        """What the caller should see for a failed call to this service."""
+        code, details = error.code(), error.details() or ""
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            field, _, problem = details.partition(": ")
+            return InvalidArgument(field, problem)
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return DeadlineExceeded(f"deadline passed waiting for {self.name}")
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return ResourceExhausted(f"{self.name} is at capacity: {details}")
+        return Unavailable(f"{self.name} unavailable: {code.name}: {details}")
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self.channel.close()
