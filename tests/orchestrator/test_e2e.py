@@ -1,0 +1,249 @@
+"""The whole suite end to end: four services in separate processes, started as `make run`
+starts them, with a real Redis and an OTLP receiver standing in for the collector."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+import pytest_asyncio
+from chorus.orchestrator.v1 import orchestrator_pb2 as pb
+from chorus.orchestrator.v1 import orchestrator_pb2_grpc
+from PIL import Image as PilImage
+from skimage import data
+
+from services.common.launcher import ServiceProcess, free_port
+from services.common.local_redis import RedisServer
+from services.common.wav import read_wav
+from services.suite import SERVICES, suite_processes
+from tests.support.otlp_collector import OtlpCollector
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+GREETING = "Congratulations on the new job! We are all so proud of you. Let us celebrate soon."
+
+
+@dataclass
+class Suite:
+    processes: dict[str, ServiceProcess]
+    redis: RedisServer
+    collector: OtlpCollector
+    stub: orchestrator_pb2_grpc.OrchestratorAsyncStub
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def suite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Suite]:
+    folder = tmp_path_factory.mktemp("suite")
+    collector = OtlpCollector()
+    await collector.start()
+    redis = RedisServer(folder)
+    redis.start()
+    processes = suite_processes(
+        {name: free_port() for name in SERVICES},
+        redis.url,
+        folder,
+        {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{collector.port}",
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "CHORUS_WORKERS": "1",
+        },
+    )
+    try:
+        for process in processes.values():
+            process.start()
+        await asyncio.gather(*(p.wait_healthy(timeout_s=90) for p in processes.values()))
+        async with grpc.aio.insecure_channel(processes["orchestrator"].address) as channel:
+            yield Suite(
+                processes, redis, collector, orchestrator_pb2_grpc.OrchestratorStub(channel)
+            )
+    finally:
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            await asyncio.to_thread(process.wait)
+        redis.stop()
+        await collector.stop()
+
+
+def portrait_jpeg(mirrored: bool = False) -> bytes:
+    """The astronaut; mirrored, a photo no cache has seen yet."""
+    image = data.astronaut()
+    buffer = io.BytesIO()
+    PilImage.fromarray(image[:, ::-1].copy() if mirrored else image).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+async def speak(suite: Suite, **fields: object) -> tuple[list[pb.SpeakResponse], float]:
+    started = time.perf_counter()
+    first = 0.0
+    responses = []
+    async for response in suite.stub.Speak(pb.SpeakRequest(**fields), timeout=30):  # type: ignore[arg-type]
+        if response.HasField("audio") and not first:
+            first = time.perf_counter() - started
+        responses.append(response)
+    return responses, first
+
+
+async def test_speak_streams_audio(suite: Suite) -> None:
+    responses, _ = await speak(suite, text=GREETING)
+    assert responses[0].HasField("format")
+    assert responses[-1].HasField("summary")
+    audio = b"".join(r.audio for r in responses if r.HasField("audio"))
+    assert len(audio) // 2 / 22050 == pytest.approx(responses[-1].summary.audio_seconds)
+    assert responses[-1].summary.audio_seconds > 2
+
+
+async def test_speak_with_a_preset_reshapes_each_sentence(suite: Suite) -> None:
+    responses, _ = await speak(suite, text=GREETING, preset="celebration")
+    summary = responses[-1].summary
+    assert summary.preset == "celebration"
+    assert len(summary.sentences) == 3
+    assert all(s.confidence >= 0.7 and not s.fallback for s in summary.sentences)
+    assert sum(r.HasField("audio") for r in responses) == 3
+
+
+async def test_compose_runs_speech_and_vision_in_parallel(suite: Suite) -> None:
+    events, result = [], None
+    async for response in suite.stub.ComposeMessage(
+        pb.ComposeMessageRequest(text=GREETING, preset="calm", photo=portrait_jpeg()), timeout=60
+    ):
+        if response.HasField("progress"):
+            events.append(response.progress)
+        else:
+            result = response.result
+    assert result is not None
+    assert not result.partial
+    assert read_wav(result.audio_wav).samples.size > 22050
+    assert result.cutout_png.startswith(b"\x89PNG")
+    assert result.detections
+    stages = {timing.stage: timing.seconds for timing in result.timings}
+    assert set(stages) == {pb.STAGE_SPEECH, pb.STAGE_PROSODY, pb.STAGE_VISION}
+    # In parallel: the whole takes well under the sum of its stages.
+    assert result.total_seconds < 0.9 * sum(stages.values())
+    started = [e.stage for e in events if not e.finished]
+    finished = [e.stage for e in events if e.finished]
+    assert sorted(started) == sorted(finished) == sorted(stages)
+
+
+async def test_one_trace_spans_every_service(suite: Suite) -> None:
+    result = None
+    async for response in suite.stub.ComposeMessage(
+        pb.ComposeMessageRequest(
+            text="One trace for all.", preset="calm", photo=portrait_jpeg(mirrored=True)
+        )
+    ):
+        if response.HasField("result"):
+            result = response.result
+    assert result is not None
+    assert len(result.trace_id) == 32
+    wanted = {"chorus-orchestrator", "chorus-tts", "chorus-prosody", "chorus-vision"}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        spans = suite.collector.in_trace(result.trace_id)
+        if wanted <= {span.service for span in spans}:
+            break
+        await asyncio.sleep(0.1)
+    spans = suite.collector.in_trace(result.trace_id)
+    assert wanted <= {span.service for span in spans}
+    names = {span.name for span in spans}
+    for stage in ("tts.synthesize", "cache.get", "prosody.pitch", "vision.detect"):
+        assert stage in names
+
+
+async def test_synthesize_batch_returns_every_segment_once(suite: Suite) -> None:
+    segments = [f"Segment {i} of the dubbing job." for i in range(30)]
+    indices = []
+    async for response in suite.stub.SynthesizeBatch(
+        pb.SynthesizeBatchRequest(segments=segments, max_concurrency=4), timeout=60
+    ):
+        assert not response.error, response.error
+        assert read_wav(response.audio_wav).samples.size > 0
+        indices.append(response.index)
+    assert sorted(indices) == list(range(30))
+
+
+@pytest.mark.parametrize(
+    ("call", "request_message", "field_named"),
+    [
+        ("Speak", pb.SpeakRequest(text="  "), "text"),
+        ("Speak", pb.SpeakRequest(text="Hi.", preset="party"), "preset"),
+        ("ComposeMessage", pb.ComposeMessageRequest(text="Hi."), "photo"),
+        ("SynthesizeBatch", pb.SynthesizeBatchRequest(), "segments"),
+        ("SynthesizeBatch", pb.SynthesizeBatchRequest(segments=["ok", ""]), "segments[1]"),
+    ],
+)
+async def test_bad_input_is_invalid_argument(
+    suite: Suite, call: str, request_message: object, field_named: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for _ in getattr(suite.stub, call)(request_message, timeout=30):
+            pass
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (raised.value.details() or "").startswith(f"{field_named}:")
+
+
+async def test_a_passed_deadline_is_deadline_exceeded(suite: Suite) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for _ in suite.stub.SynthesizeBatch(
+            pb.SynthesizeBatchRequest(segments=[GREETING] * 200), timeout=0.2
+        ):
+            pass
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_cancelling_speak_cancels_the_tts_stream(suite: Suite) -> None:
+    long_text = " ".join(f"This is sentence {i} of a long speech." for i in range(60))
+    call = suite.stub.Speak(pb.SpeakRequest(text=long_text + " Unique."), timeout=30)
+    async for response in call:
+        if response.HasField("audio"):
+            break
+    call.cancel()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        cancelled = [
+            s
+            for s in suite.collector.spans
+            if s.name == "tts.synthesize" and s.attributes.get("chorus.tts.cancelled")
+        ]
+        if cancelled:
+            break
+        await asyncio.sleep(0.1)
+    assert cancelled
+
+
+async def test_redis_killed_does_not_fail_requests(suite: Suite) -> None:
+    suite.redis.stop()
+    try:
+        responses, _ = await speak(suite, text="Redis is gone, speech is not.")
+        assert responses[-1].HasField("summary")
+    finally:
+        suite.redis.start()
+
+
+async def test_vision_down_gives_a_partial_message_and_tts_down_unavailable(
+    suite: Suite,
+) -> None:
+    # Last in this module: it stops services for good.
+    suite.processes["vision"].stop()
+    result = None
+    async for response in suite.stub.ComposeMessage(
+        pb.ComposeMessageRequest(text="Vision is down.", photo=portrait_jpeg()), timeout=30
+    ):
+        if response.HasField("result"):
+            result = response.result
+    assert result is not None
+    assert result.partial
+    assert list(result.missing) == ["vision"]
+    assert read_wav(result.audio_wav).samples.size > 0
+
+    suite.processes["tts"].stop()
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await speak(suite, text="Nobody to speak.")
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "tts unavailable" in (raised.value.details() or "")
