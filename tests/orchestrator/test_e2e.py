@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -17,7 +20,7 @@ from chorus.orchestrator.v1 import orchestrator_pb2_grpc
 from PIL import Image as PilImage
 from skimage import data
 
-from services.common.launcher import ServiceProcess, free_port
+from services.common.launcher import REPO_ROOT, ServiceProcess, free_port
 from services.common.local_redis import RedisServer
 from services.common.wav import read_wav
 from services.suite import SERVICES, suite_processes
@@ -215,6 +218,30 @@ async def test_cancelling_speak_cancels_the_tts_stream(suite: Suite) -> None:
             break
         await asyncio.sleep(0.1)
     assert cancelled
+
+
+async def test_the_client_speaks_and_composes(suite: Suite, tmp_path: Path) -> None:
+    address = suite.processes["orchestrator"].address
+    photo = tmp_path / "me.jpg"
+    photo.write_bytes(portrait_jpeg())
+    commands = [
+        ["speak", "Congratulations!", "--preset", "celebration", "--out", str(tmp_path / "m.wav")],
+        ["compose", "--text", "See you soon.", "--photo", str(photo), "--out-dir", str(tmp_path)],
+    ]
+    for command in commands:
+        completed = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "services.orchestrator.client", "--address", address, *command],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert completed.returncode == 0, completed.stderr
+        assert "trace" in completed.stdout
+    assert read_wav((tmp_path / "m.wav").read_bytes()).samples.size > 0
+    assert (tmp_path / "cutout.png").read_bytes().startswith(b"\x89PNG")
+    assert read_wav((tmp_path / "message.wav").read_bytes()).samples.size > 0
 
 
 async def test_redis_killed_does_not_fail_requests(suite: Suite) -> None:
