@@ -30,6 +30,7 @@ bench: $(STAMP_GEN)
 	$(PY) -m bench.tts_ttfa
 	$(PY) -m bench.prosody
 	$(PY) -m bench.vision
+	$(PY) -m bench.e2e
 
 proto: $(STAMP_GEN)
 
