@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
@@ -121,9 +122,15 @@ def _wrap_handler(
     if handler is None or handler.request_streaming:
         return handler
     if handler.response_streaming:
+        behavior: Any = handler.unary_stream
+        # A streaming handler is an async generator, or a coroutine that writes with
+        # context.write (grpc's own health Watch); OpenTelemetry's interceptor, outside
+        # this one, iterates whatever it gets, so both leave here as async generators.
+        if not inspect.isasyncgenfunction(behavior):
+            behavior = _as_async_generator(cast("UnaryBehavior", behavior))
+        wrapped = wrap_stream(method, cast("StreamBehavior", behavior))
         return grpc.unary_stream_rpc_method_handler(
-            # grpc's stubs describe the sync server; under grpc.aio these are coroutines.
-            wrap_stream(method, cast("StreamBehavior", handler.unary_stream)),
+            wrapped,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -132,6 +139,19 @@ def _wrap_handler(
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+def _as_async_generator(behavior: UnaryBehavior) -> StreamBehavior:
+    """A coroutine-style streaming handler as an async generator that yields nothing."""
+
+    async def generator(
+        request: Any, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncGenerator[Any, None]:
+        await behavior(request, context)
+        return
+        yield  # makes this function an async generator
+
+    return generator
 
 
 def _map_unary(method: str, behavior: UnaryBehavior) -> UnaryBehavior:

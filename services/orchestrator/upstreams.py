@@ -1,5 +1,5 @@
-"""Channels to the inner services: made once, round-robin over replicas, retrying only
-calls that have not started, with errors that name the service."""
+"""Channels to the inner services: made once, round-robin over healthy replicas, retrying
+only calls that have not started, with errors that name the service."""
 
 from __future__ import annotations
 
@@ -41,11 +41,12 @@ def channel_target(addresses: str) -> str:
 
 
 def service_config(service: str) -> str:
-    """Round-robin over every address (a replica whose connection fails is skipped) and
-    retries as above, for calls to ``service``."""
+    """Round-robin over the addresses whose health (grpc.health.v1 Watch on ``service``)
+    is SERVING, and retries as above."""
     return json.dumps(
         {
             "loadBalancingConfig": [{"round_robin": {}}],
+            "healthCheckConfig": {"serviceName": service},
             "methodConfig": [{"name": [{"service": service}], "retryPolicy": _RETRY_POLICY}],
         }
     )

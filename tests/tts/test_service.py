@@ -382,3 +382,12 @@ async def test_reflection_lists_the_services(tts: TtsServer) -> None:
     services = await asyncio.to_thread(list_services)
     assert "chorus.tts.v1.TextToSpeech" in services
     assert "grpc.health.v1.Health" in services
+
+
+async def test_health_watch_streams_the_status(tts: TtsServer) -> None:
+    health = health_pb2_grpc.HealthStub(tts.channel)
+    watch = health.Watch(health_pb2.HealthCheckRequest(service="chorus.tts.v1.TextToSpeech"))
+    first = await watch.read()
+    assert isinstance(first, health_pb2.HealthCheckResponse)
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    watch.cancel()
