@@ -100,6 +100,11 @@ class ServiceProcess:
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)
 
+    def kill(self) -> None:
+        """SIGKILL: the server dies mid-request, as in a crash."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+
     def wait(self, timeout_s: float = 15.0) -> int:
         """Wait for exit; kill the process if it outlives ``timeout_s``. Returns its status."""
         if self._process is None:

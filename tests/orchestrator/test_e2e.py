@@ -253,7 +253,7 @@ async def test_redis_killed_does_not_fail_requests(suite: Suite) -> None:
         suite.redis.start()
 
 
-async def test_vision_down_gives_a_partial_message_and_tts_down_unavailable(
+async def test_vision_down_gives_a_partial_message_and_tts_killed_unavailable(
     suite: Suite,
 ) -> None:
     # Last in this module: it stops services for good.
@@ -269,7 +269,19 @@ async def test_vision_down_gives_a_partial_message_and_tts_down_unavailable(
     assert list(result.missing) == ["vision"]
     assert read_wav(result.audio_wav).samples.size > 0
 
-    suite.processes["tts"].stop()
+    # tts killed in the middle of a stream: the caller learns which service failed.
+    long_text = " ".join(f"Sentence {i} of a speech cut short." for i in range(120))
+
+    async def listen_and_kill_tts() -> None:
+        async for response in suite.stub.Speak(pb.SpeakRequest(text=long_text), timeout=30):
+            if response.HasField("audio"):
+                suite.processes["tts"].kill()
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await listen_and_kill_tts()
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "tts unavailable" in (raised.value.details() or "")
+
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await speak(suite, text="Nobody to speak.")
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
