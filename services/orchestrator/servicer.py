@@ -98,6 +98,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                         span.add_event("orchestrator.first_audio")
                     else:
                         self._chunk_gap.record(now - last_at)
+                        span.add_event(
+                            "orchestrator.chunk_gap",
+                            {"chorus.orchestrator.gap_ms": round(1000 * (now - last_at), 3)},
+                        )
                     last_at = now
                     samples += len(pcm) // 2
                     yield pb.SpeakResponse(audio=pcm)
