@@ -33,8 +33,8 @@ from chorus.vision.v1 import vision_pb2, vision_pb2_grpc
 from PIL import Image as PilImage
 from skimage import data
 
+from bench.load import Call, drive
 from bench.report import print_report
-from bench.stats import percentiles_ms
 from services.common.launcher import ServiceProcess, free_port
 from services.suite import SERVICES, suite_processes
 
@@ -42,36 +42,9 @@ TEXT = "Congratulations on the new job! We are all so proud of you."
 LEVELS = (1, 5, 20)
 
 
-async def measure(
-    call: Callable[[], Awaitable[float | None]], concurrency: int, requests: int
-) -> dict[str, object]:
-    """Run ``call`` ``requests`` times over ``concurrency`` clients; ``call`` returns its
-    time to first audio, or None."""
-    totals: list[float] = []
-    firsts: list[float] = []
-    errors: dict[str, int] = {}
-    remaining = requests
-
-    async def client() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            started = time.perf_counter()
-            try:
-                first = await call()
-            except grpc.aio.AioRpcError as error:
-                errors[error.code().name] = errors.get(error.code().name, 0) + 1
-                continue
-            totals.append(time.perf_counter() - started)
-            if first is not None:
-                firsts.append(first)
-
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    figures: dict[str, object] = {"requests": len(totals), "errors": errors}
-    if firsts:
-        figures["ttfa_ms"] = percentiles_ms(firsts)
-    figures["total_ms"] = percentiles_ms(totals)
-    return figures
+async def measure(call: Call, concurrency: int, requests: int) -> dict[str, object]:
+    """``requests`` calls over ``concurrency`` clients, summarised."""
+    return (await drive(call, concurrency, requests)).summary()
 
 
 def photo_jpeg() -> bytes:
@@ -194,7 +167,7 @@ async def run(scale: float) -> dict[str, object]:
             results["orchestrator_over_direct_c1_p50"] = {
                 "speak_ttfa": _ratio(results["speak"], "c1", "ttfa_ms", direct_speak),
                 "compose_total": _ratio(
-                    results["compose_message"], "c1", "total_ms", direct_compose
+                    results["compose_message"], "c1", "latency_ms", direct_compose
                 ),
             }
 

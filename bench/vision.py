@@ -20,7 +20,7 @@ import io
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -29,6 +29,7 @@ from chorus.vision.v1 import vision_pb2, vision_pb2_grpc
 from PIL import Image as PilImage
 from skimage import data
 
+from bench.load import drive
 from bench.report import print_report
 from bench.stats import percentiles_ms
 from services.common.launcher import ServiceProcess
@@ -42,37 +43,6 @@ def astronaut_jpeg() -> bytes:
     buffer = io.BytesIO()
     PilImage.fromarray(data.astronaut()).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
-
-
-async def timed(
-    call: Callable[[], Awaitable[object]], concurrency: int, requests: int
-) -> dict[str, object]:
-    """``requests`` calls over ``concurrency`` concurrent clients."""
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    remaining = requests
-
-    async def client() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            started = time.perf_counter()
-            try:
-                await call()
-            except grpc.aio.AioRpcError as error:
-                errors[error.code().name] = errors.get(error.code().name, 0) + 1
-                continue
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    wall = time.perf_counter() - started
-    return {
-        "requests": len(latencies),
-        "latency_ms": percentiles_ms(latencies),
-        "errors": errors,
-        "throughput_rps": round(len(latencies) / wall, 2),
-    }
 
 
 def in_process(detector: PersonDetector, matting: MattingModel, requests: int) -> dict[str, object]:
@@ -118,21 +88,17 @@ async def engine_pair(env: dict[str, str], requests: int) -> dict[str, object]:
     ):
         stub = vision_pb2_grpc.VisionStub(channel)
 
-        async def detect() -> object:
-            return await stub.DetectPersons(
-                vision_pb2.DetectPersonsRequest(image=photo), timeout=60
-            )
+        async def detect() -> None:
+            await stub.DetectPersons(vision_pb2.DetectPersonsRequest(image=photo), timeout=60)
 
-        async def matte() -> object:
-            return await stub.RemoveBackground(
-                vision_pb2.RemoveBackgroundRequest(image=photo), timeout=60
-            )
+        async def matte() -> None:
+            await stub.RemoveBackground(vision_pb2.RemoveBackgroundRequest(image=photo), timeout=60)
 
         calls = {"detect": detect, "matte": matte}
         for name, call in calls.items():
-            await timed(call, 1, 2)  # connection and first-call warm-up
+            await drive(call, 1, 2)  # connection and first-call warm-up
             for level in (1, 4):
-                figures[f"grpc_{name}_c{level}"] = await timed(call, level, requests)
+                figures[f"grpc_{name}_c{level}"] = (await drive(call, level, requests)).summary()
     return figures
 
 
