@@ -144,6 +144,7 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
                 raise
             finally:
                 span.set_attribute("chorus.tts.engine_samples", progress.engine_samples)
+                span.set_attribute("chorus.tts.sentences", progress.sentences_total)
                 span.set_attribute("chorus.tts.sentences_done", progress.sentences_done)
                 if progress.finished_ns is not None:
                     span.add_event("tts.synthesis_done", timestamp=progress.finished_ns)
