@@ -24,6 +24,13 @@ from services.common.pcm import SampleFormat, decode
 from services.common.wav import write_wav
 
 
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return path
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Chorus orchestrator client")
     parser.add_argument("--address", default="localhost:50051", help="orchestrator host:port")
@@ -38,12 +45,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
     compose = commands.add_parser("compose", help="speech and cut-out for a video message")
     compose.add_argument("--text", required=True)
-    compose.add_argument("--photo", type=Path, required=True)
+    compose.add_argument("--photo", type=_existing_file, required=True)
     compose.add_argument("--preset", default="")
     compose.add_argument("--out-dir", type=Path, required=True)
 
     batch = commands.add_parser("batch", help="one WAV per line of a text file")
-    batch.add_argument("--file", type=Path, required=True)
+    batch.add_argument("--file", type=_existing_file, required=True)
     batch.add_argument("--preset", default="")
     batch.add_argument("--out-dir", type=Path, required=True)
     return parser.parse_args(argv)
