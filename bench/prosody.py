@@ -28,7 +28,6 @@ from services.prosody.jobs import adjust_job
 from services.prosody.praat import assess
 from services.prosody.presets import PRESETS
 from services.tts.espeak_engine import EspeakEngine
-from services.tts.sentences import split_sentences
 
 DURATIONS_S = (1, 5, 20)
 TEXT = (
@@ -41,18 +40,9 @@ def speech(seconds: float) -> tuple[Samples, int]:
     """``seconds`` of espeak speech (the text repeated as needed), and its rate."""
     engine = EspeakEngine()
     engine.load()
-    pieces: list[Samples] = []
-
-    def keep(chunk: Samples) -> bool:
-        pieces.append(chunk)
-        return True
-
-    voice = engine.resolve_voice("", "")
-    while sum(p.size for p in pieces) < seconds * engine.sample_rate:
-        for sentence in split_sentences(TEXT):
-            engine.synthesize(sentence, voice, 1.0, keep)
-    samples = np.concatenate(pieces)[: int(seconds * engine.sample_rate)]
-    return samples, engine.sample_rate
+    once = engine.speak_whole(TEXT)
+    repeats = int(seconds * engine.sample_rate) // once.size + 1
+    return np.tile(once, repeats)[: int(seconds * engine.sample_rate)], engine.sample_rate
 
 
 async def grpc_scenario(

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.common.errors import InvalidArgument
+from services.tts.sentences import split_sentences
 
 PcmChunk = npt.NDArray[np.float32]
 """Mono float32 samples in [-1, 1] at the engine's native sample rate."""
@@ -73,6 +74,20 @@ class SpeechEngine(ABC):
         Blocking and safe to call from any thread: engines serialise access to shared
         model state themselves.
         """
+
+    def speak_whole(self, text: str, voice: str = "", speaking_rate: float = 1.0) -> PcmChunk:
+        """All of ``text`` at once, sentence by sentence as the streamer does (for tools,
+        benchmarks and tests; the service streams)."""
+        chosen = self.resolve_voice(voice, "")
+        pieces: list[PcmChunk] = []
+
+        def keep(chunk: PcmChunk) -> bool:
+            pieces.append(chunk)
+            return True
+
+        for sentence in split_sentences(text):
+            self.synthesize(sentence, chosen, speaking_rate, keep)
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
     def resolve_voice(self, voice: str, language: str) -> VoiceInfo:
         """Pick the voice a request asks for by name, else by language, else the default.

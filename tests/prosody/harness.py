@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from functools import cache
 
-import numpy as np
-import numpy.typing as npt
 from chorus.prosody.v1 import prosody_pb2, prosody_pb2_grpc
 
 from services.common.wav import write_wav
 from services.prosody.server import ProsodyService
 from services.tts.espeak_engine import EspeakEngine
-from services.tts.sentences import split_sentences
 from tests.support.media import speech_recordings
 from tests.support.service_harness import ServerUnderTest
 
@@ -37,15 +34,7 @@ def espeak_wav(text: str = CONGRATULATIONS) -> bytes:
     """Speech made by the espeak engine, as a 16-bit WAV at 22050 Hz."""
     engine = EspeakEngine()
     engine.load()
-    pieces: list[npt.NDArray[np.float32]] = []
-
-    def keep(chunk: npt.NDArray[np.float32]) -> bool:
-        pieces.append(chunk)
-        return True
-
-    for sentence in split_sentences(text):
-        engine.synthesize(sentence, engine.resolve_voice("", ""), 1.0, keep)
-    return write_wav(np.concatenate(pieces), engine.sample_rate)
+    return write_wav(engine.speak_whole(text), engine.sample_rate)
 
 
 def wav_audio(data: bytes) -> prosody_pb2.Audio:

@@ -37,14 +37,7 @@ def speech(source: str) -> tuple[Samples, int]:
     if source == "espeak":
         engine = EspeakEngine()
         engine.load()
-        chunks: list[Samples] = []
-
-        def keep(chunk: Samples) -> bool:
-            chunks.append(chunk)
-            return True
-
-        engine.synthesize(ESPEAK_TEXT, engine.resolve_voice("", ""), 1.0, keep)
-        samples, rate = np.concatenate(chunks), engine.sample_rate
+        samples, rate = engine.speak_whole(ESPEAK_TEXT), engine.sample_rate
     else:
         samples, rate = soundfile.read(RECORDINGS[source], dtype="float32")
     samples.flags.writeable = False

@@ -22,7 +22,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from services.common.pcm import SampleFormat, decode, encode
 from services.tts.engine import ChunkSink, VoiceInfo
 from services.tts.espeak_engine import EspeakEngine
-from services.tts.sentences import split_sentences
 from tests.tts.harness import StartTts, TtsServer, synthesize
 
 SHORT = "Hello there. This is Chorus speaking."
@@ -79,17 +78,8 @@ async def test_chunks_arrive_in_order_and_carry_the_engine_audio(start_tts: Star
 
     # espeak-ng jitters timing by a few samples from call to call, so a fresh direct
     # call is compared by its loudness envelope: the same speech, frame by frame.
-    direct: list[np.ndarray] = []
-    voice = engine.resolve_voice("", "")
-
-    def keep(chunk: np.ndarray) -> bool:
-        direct.append(chunk)
-        return True
-
-    for sentence in split_sentences(SHORT):
-        engine.synthesize(sentence, voice, 1.0, keep)
     received = loudness_envelope(decode(result.audio, SampleFormat.S16LE))
-    expected = loudness_envelope(np.concatenate(direct))
+    expected = loudness_envelope(engine.speak_whole(SHORT))
     frames = min(received.size, expected.size)
     assert abs(received.size - expected.size) <= 0.02 * expected.size
     assert np.corrcoef(received[:frames], expected[:frames])[0, 1] > 0.9
