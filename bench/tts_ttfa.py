@@ -16,15 +16,14 @@ import argparse
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from opentelemetry.trace import NoOpTracer
 
+from bench.load import drive
 from bench.report import print_report
-from bench.stats import percentiles_ms
 from services.common.launcher import ServiceProcess
 from services.common.pcm import SampleFormat
 from services.tts.engine_scheduler import EngineScheduler
@@ -44,57 +43,19 @@ TEXTS = {
 }
 
 
-@dataclass
-class Samples:
-    """Per-request timings of one scenario, in seconds."""
-
-    ttfa: list[float] = field(default_factory=list)
-    total: list[float] = field(default_factory=list)
-    errors: dict[str, int] = field(default_factory=dict)
-
-
-def summarise(samples: Samples, wall_s: float | None = None) -> dict[str, object]:
-    """Milliseconds p50/p95/p99 of TTFA and total, with counts and errors."""
-    figures: dict[str, object] = {
-        "requests": len(samples.ttfa),
-        "errors": samples.errors,
-        "ttfa_ms": percentiles_ms(samples.ttfa),
-        "total_ms": percentiles_ms(samples.total),
-    }
-    if wall_s:
-        figures["throughput_rps"] = round(len(samples.total) / wall_s, 1)
-    return figures
-
-
 async def grpc_scenario(
     stub: tts_pb2_grpc.TextToSpeechAsyncStub, text: str, concurrency: int, requests: int
 ) -> dict[str, object]:
     """``requests`` Synthesize calls spread over ``concurrency`` concurrent clients."""
-    samples = Samples()
-    remaining = requests
 
-    async def client() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            started = time.perf_counter()
-            first: float | None = None
-            try:
-                async for response in stub.Synthesize(
-                    tts_pb2.SynthesizeRequest(text=text), timeout=30
-                ):
-                    if first is None and response.HasField("chunk"):
-                        first = time.perf_counter() - started
-            except grpc.aio.AioRpcError as error:
-                name = error.code().name
-                samples.errors[name] = samples.errors.get(name, 0) + 1
-                continue
-            samples.ttfa.append(first if first is not None else float("nan"))
-            samples.total.append(time.perf_counter() - started)
+    async def call() -> float | None:
+        started, first = time.perf_counter(), None
+        async for response in stub.Synthesize(tts_pb2.SynthesizeRequest(text=text), timeout=30):
+            if first is None and response.HasField("chunk"):
+                first = time.perf_counter() - started
+        return first
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return summarise(samples, time.perf_counter() - started)
+    return (await drive(call, concurrency, requests)).summary()
 
 
 async def in_process_scenario(
@@ -109,16 +70,15 @@ async def in_process_scenario(
         sample_format=SampleFormat.S16LE,
         chunk_samples=0,
     )
-    samples = Samples()
-    for _ in range(requests):
-        started = time.perf_counter()
-        first: float | None = None
+
+    async def call() -> float | None:
+        started, first = time.perf_counter(), None
         async for _chunk in streamer.stream(spec):
             if first is None:
                 first = time.perf_counter() - started
-        samples.ttfa.append(first if first is not None else float("nan"))
-        samples.total.append(time.perf_counter() - started)
-    return summarise(samples)
+        return first
+
+    return (await drive(call, 1, requests)).summary()
 
 
 async def run(requests: int, levels: Sequence[int]) -> dict[str, object]:
@@ -164,7 +124,7 @@ async def run(requests: int, levels: Sequence[int]) -> dict[str, object]:
     results["grpc_over_in_process_c1"] = {
         name: {
             metric: _ratio(grpc_results[name]["c1"], baseline[name], metric)
-            for metric in ("ttfa_ms", "total_ms")
+            for metric in ("ttfa_ms", "latency_ms")
         }
         for name in TEXTS
     }
