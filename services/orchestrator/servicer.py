@@ -20,6 +20,7 @@ from opentelemetry.metrics import Meter
 from services.common.admission import AdmissionController
 from services.common.errors import ChorusError, InvalidArgument
 from services.common.pcm import SampleFormat, decode
+from services.common.validation import required_text
 from services.common.wav import write_wav
 from services.orchestrator.speech import SAMPLE_RATE, Adjusted, SpeechClient
 from services.orchestrator.upstreams import Upstream
@@ -70,7 +71,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         self, request: pb.SpeakRequest, context: Context
     ) -> AsyncGenerator[pb.SpeakResponse, None]:
         """Speech as it is made; with a preset, reshaped sentence by sentence."""
-        text = self._text(request.text, "text")
+        text = required_text(request.text, "text", self._max_text_chars)
         rate = request.sample_rate_hz or SAMPLE_RATE
         started = time.perf_counter()
         span = trace.get_current_span()
@@ -157,7 +158,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         self, request: pb.ComposeMessageRequest, context: Context
     ) -> AsyncGenerator[pb.ComposeMessageResponse, None]:
         """Speech and cut-out in parallel, progress as stages start and finish."""
-        text = self._text(request.text, "text")
+        text = required_text(request.text, "text", self._max_text_chars)
         if not request.photo:
             raise InvalidArgument("photo", "is empty")
         started = time.perf_counter()
@@ -274,7 +275,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                 "segments",
                 f"{len(request.segments)} segments is over the limit of {self._max_batch_segments}",
             )
-        texts = [self._text(text, f"segments[{i}]") for i, text in enumerate(request.segments)]
+        texts = [
+            required_text(text, f"segments[{i}]", self._max_text_chars)
+            for i, text in enumerate(request.segments)
+        ]
         if request.max_concurrency < 0:
             raise InvalidArgument("max_concurrency", f"{request.max_concurrency} is negative")
         limit = asyncio.Semaphore(request.max_concurrency or self._batch_concurrency)
@@ -308,16 +312,6 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             finally:
                 for task in tasks:
                     task.cancel()
-
-    def _text(self, text: str, field: str) -> str:
-        stripped = text.strip()
-        if not stripped:
-            raise InvalidArgument(field, "must not be empty or only whitespace")
-        if len(stripped) > self._max_text_chars:
-            raise InvalidArgument(
-                field, f"{len(stripped)} characters is over the limit of {self._max_text_chars}"
-            )
-        return stripped
 
 
 def _trace_id() -> str:

@@ -20,6 +20,7 @@ from services.common.admission import AdmissionController
 from services.common.audio_proto import audio_format_proto, sample_format_from_proto
 from services.common.cache import ResultCache, cache_key
 from services.common.errors import InvalidArgument
+from services.common.validation import required_text
 from services.tts.cached_audio import pack_chunks, unpack_chunks
 from services.tts.engine import SpeechEngine, speaks
 from services.tts.synthesis import SpeechStreamer, SynthesisProgress, SynthesisSpec
@@ -170,13 +171,7 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
 
     def _parse(self, request: tts_pb2.SynthesizeRequest) -> SynthesisSpec:
         """Validate ``request`` into a SynthesisSpec; InvalidArgument names the bad field."""
-        text = request.text.strip()
-        if not text:
-            raise InvalidArgument("text", "must not be empty or only whitespace")
-        if len(text) > self._max_text_chars:
-            raise InvalidArgument(
-                "text", f"{len(text)} characters is over the limit of {self._max_text_chars}"
-            )
+        text = required_text(request.text, "text", self._max_text_chars)
 
         voice = self._engine.resolve_voice(request.voice.strip(), request.language.strip())
 
