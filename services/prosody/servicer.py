@@ -56,13 +56,14 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
         self, request: prosody_pb2.AnalyzeRequest, context: Context
     ) -> prosody_pb2.AnalyzeResponse:
         """Measure pitch, voicing, intensity and speaking rate."""
-        with self._tracer.start_as_current_span("prosody.decode"):
-            samples, form = decode_audio(request.audio, self._max_audio_s)
+        # Only valid requests are ever cached, so a hit needs no decoding.
         key = cache_key("analyze", _audio_digest(request.audio))
         cached = await self._cache.get_message(key, prosody_pb2.AnalyzeResponse)
         if cached is not None:
             cached.cache_hit = True
             return cached
+        with self._tracer.start_as_current_span("prosody.decode"):
+            samples, form = decode_audio(request.audio, self._max_audio_s)
         async with self._admission.slot("Analyze"):
             outcome = await self._pool.run(analyze_job, samples, form.sample_rate)
         self._record_stages(outcome.stages, outcome.worker_pid)
@@ -97,9 +98,6 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
             tempo=params.tempo,
             energy_db=params.energy_db,
         )
-        with self._tracer.start_as_current_span("prosody.decode"):
-            samples, form = decode_audio(request.audio, self._max_audio_s)
-
         key = cache_key(
             "adjust",
             _audio_digest(request.audio),
@@ -112,6 +110,8 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
         if cached is not None:
             cached.cache_hit = True
             return cached
+        with self._tracer.start_as_current_span("prosody.decode"):
+            samples, form = decode_audio(request.audio, self._max_audio_s)
 
         budget = self._budget(context)
         async with self._admission.slot("Adjust"):
