@@ -6,6 +6,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from services.common.admission import AdmissionController
 from services.common.errors import ResourceExhausted
+from tests.support.metrics import metric_points
 
 
 def controller(
@@ -22,19 +23,6 @@ def controller(
         ),
         reader,
     )
-
-
-def metric_points(reader: InMemoryMetricReader, name: str) -> list[float]:
-    data = reader.get_metrics_data()
-    assert data is not None
-    return [
-        point.value  # type: ignore[union-attr]  # counters and gauges give number points
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == name
-        for point in metric.data.data_points
-    ]
 
 
 async def test_refuses_at_once_beyond_in_flight_and_queue() -> None:
@@ -55,8 +43,8 @@ async def test_refuses_at_once_beyond_in_flight_and_queue() -> None:
         async with admission.slot("M"):
             pass
     assert loop.time() - started < 0.05
-    assert metric_points(reader, "chorus.admission.rejections") == [1]
-    assert metric_points(reader, "chorus.admission.queue_depth") == [1]
+    assert [p.value for p in metric_points(reader, "chorus.admission.rejections")] == [1]
+    assert [p.value for p in metric_points(reader, "chorus.admission.queue_depth")] == [1]
 
     release.set()
     await asyncio.gather(*holders)

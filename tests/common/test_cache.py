@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from services.common.cache import ResultCache, cache_key
 from services.common.local_redis import RedisServer
+from tests.support.metrics import metric_points
 
 
 class Recorder:
@@ -38,15 +39,8 @@ class Recorder:
         return attributes.get(key)
 
     def counts(self, metric_name: str, key: str) -> dict[object, float]:
-        data = self.metrics.get_metrics_data()
-        assert data is not None
         return {
-            point.attributes[key]: point.value  # type: ignore[union-attr, index]
-            for resource in data.resource_metrics
-            for scope in resource.scope_metrics
-            for metric in scope.metrics
-            if metric.name == metric_name
-            for point in metric.data.data_points
+            point.attributes[key]: point.value for point in metric_points(self.metrics, metric_name)
         }
 
 

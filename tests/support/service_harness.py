@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from services.common.server import ChorusService, RunningServer, start_server
 from services.common.settings import ServerSettings
 from services.common.telemetry import Telemetry, configure_telemetry
+from tests.support.metrics import metric_points
 
 ServiceT = TypeVar("ServiceT", bound=ChorusService)
 
@@ -43,17 +44,7 @@ class ServerUnderTest(Generic[ServiceT]):
         return [span for span in self.spans.get_finished_spans() if span.name == name]
 
     def metric_points(self, name: str) -> list[Any]:
-        data = self.metrics.get_metrics_data()
-        if data is None:
-            return []
-        return [
-            point
-            for resource in data.resource_metrics
-            for scope in resource.scope_metrics
-            for metric in scope.metrics
-            if metric.name == name
-            for point in metric.data.data_points
-        ]
+        return metric_points(self.metrics, name)
 
 
 HarnessT = TypeVar("HarnessT", bound=ServerUnderTest[Any])
