@@ -156,15 +156,16 @@ async def silent_server() -> AsyncIterator[str]:
 
 
 async def test_a_hung_redis_costs_one_timeout(recorder: Recorder, silent_server: str) -> None:
-    cache = make_cache(recorder, silent_server, redis_timeout_s=0.05)
+    # A long timeout keeps "waited for it" and "did not wait" far apart on a noisy machine.
+    cache = make_cache(recorder, silent_server, redis_timeout_s=0.5)
     started = time.perf_counter()
     assert await cache.get("k") is None
-    assert 0.05 <= time.perf_counter() - started < 0.3
+    assert 0.5 <= time.perf_counter() - started < 2.0
     assert recorder.attribute("cache.get", "chorus.cache.redis_skipped") == "timeout"
 
     started = time.perf_counter()
     await cache.put("k", b"v")  # returns at once; the write fails in the background
-    assert time.perf_counter() - started < 0.05
+    assert time.perf_counter() - started < 0.25
     await cache.close()
     assert recorder.attribute("cache.put", "chorus.cache.redis_skipped") == "circuit_open"
 

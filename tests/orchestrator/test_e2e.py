@@ -127,11 +127,17 @@ async def test_compose_runs_speech_and_vision_in_parallel(suite: Suite) -> None:
     assert result.detections
     stages = {timing.stage: timing.seconds for timing in result.timings}
     assert set(stages) == {pb.STAGE_SPEECH, pb.STAGE_PROSODY, pb.STAGE_VISION}
-    # In parallel: the whole takes well under the sum of its stages.
-    assert result.total_seconds < 0.9 * sum(stages.values())
-    started = [e.stage for e in events if not e.finished]
-    finished = [e.stage for e in events if e.finished]
-    assert sorted(started) == sorted(finished) == sorted(stages)
+    started = {e.stage: e.elapsed_seconds for e in events if not e.finished}
+    finished = {e.stage: e.elapsed_seconds for e in events if e.finished}
+    assert set(started) == set(finished) == set(stages)
+    # In parallel: the speech branch (tts then prosody) and vision overlap in time
+    # for most of the shorter branch. Compared by intervals, not by totals, because
+    # either branch may dwarf the other on a busy machine.
+    speech = (started[pb.STAGE_SPEECH], finished[pb.STAGE_PROSODY])
+    vision = (started[pb.STAGE_VISION], finished[pb.STAGE_VISION])
+    overlap = min(speech[1], vision[1]) - max(speech[0], vision[0])
+    shorter = min(speech[1] - speech[0], vision[1] - vision[0])
+    assert overlap > 0.5 * shorter
 
 
 async def test_one_trace_spans_every_service(suite: Suite) -> None:
