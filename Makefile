@@ -39,7 +39,7 @@ $(VENV)/bin/python:
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP_DEPS): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e '.[dev,vision]'
+	$(PY) -m pip install --quiet -e '.[dev,vision,tts]'
 	# Generated protobuf modules live in gen/ as top-level `chorus.*` packages.
 	echo "$(CURDIR)/$(GEN)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/chorus-generated.pth"
 	touch $@
