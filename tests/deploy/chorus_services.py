@@ -1,0 +1,26 @@
+"""The Chorus services that the Dockerfiles and manifests deploy, as the tests know them."""
+
+from __future__ import annotations
+
+from services.common.settings import ServerSettings
+from services.orchestrator.settings import OrchestratorSettings
+from services.prosody.settings import ProsodySettings
+from services.tts.settings import TtsSettings
+from services.vision.settings import VisionSettings
+
+SETTINGS: dict[str, type[ServerSettings]] = {
+    "orchestrator": OrchestratorSettings,
+    "tts": TtsSettings,
+    "prosody": ProsodySettings,
+    "vision": VisionSettings,
+}
+"""Each service's name (its Deployment, image and module) and the settings it reads."""
+
+METRICS_PORT = 9464
+"""The Prometheus port every deployed service is given (CHORUS_METRICS_PORT)."""
+
+
+def default_port(service: str) -> int:
+    """The gRPC port ``service`` listens on unless told otherwise."""
+    port: int = SETTINGS[service]().port
+    return port

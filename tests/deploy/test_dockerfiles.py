@@ -1,0 +1,223 @@
+"""The services' Dockerfiles, read as text: what can be checked without building them.
+
+No Docker engine is needed: each Dockerfile is split into stages and instructions, and
+checked for a non-root user, the service's module as entry point, its ports, dependencies
+installed only from pyproject.toml's pins, protobuf code generated as the Makefile does,
+and no model files copied in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+
+import pytest
+
+from tests.deploy.chorus_services import METRICS_PORT, SETTINGS, default_port
+from tests.deploy.rendering import REPO_ROOT
+
+EXTRAS = {"orchestrator": [], "tts": ["tts"], "prosody": [], "vision": ["vision"]}
+"""The pyproject extras each image installs besides the project's own dependencies."""
+
+REQUIREMENTS_SCRIPT = REPO_ROOT / "deploy" / "docker" / "requirements.py"
+MODEL_FILE = re.compile(r"(^|/)models?(/|$)|\.(pt|pth|onnx|engine|safetensors|bin|ckpt)$")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One Dockerfile instruction: its keyword (upper case) and the rest of it."""
+
+    keyword: str
+    arguments: str
+
+
+def instructions(text: str) -> list[Instruction]:
+    """The instructions of a Dockerfile, continuation lines joined, comments dropped."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    found = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, arguments = line.strip().partition(" ")
+            found.append(Instruction(keyword.upper(), " ".join(arguments.split())))
+    return found
+
+
+def stages(text: str) -> list[list[Instruction]]:
+    """The build stages of a Dockerfile, each from its FROM on (global ARGs left out)."""
+    found: list[list[Instruction]] = []
+    for instruction in instructions(text):
+        if instruction.keyword == "FROM":
+            found.append([])
+        if found:
+            found[-1].append(instruction)
+    return found
+
+
+def arguments(stage: list[Instruction], keyword: str) -> list[str]:
+    """The arguments of each ``keyword`` instruction in ``stage``."""
+    return [i.arguments for i in stage if i.keyword == keyword]
+
+
+def dockerfile(service: str) -> str:
+    """The text of ``service``'s Dockerfile."""
+    return (REPO_ROOT / "services" / service / "Dockerfile").read_text()
+
+
+def shell_commands(run: str) -> list[list[str]]:
+    """The simple commands of a RUN instruction's shell line, as words, without their
+    output redirections."""
+    words = iter(shlex.split(re.sub(r"^(--\S+ )+", "", run)))
+    commands: list[list[str]] = [[]]
+    for word in words:
+        if word in ("&&", "||", "|", ";"):
+            commands.append([])
+        elif word == ">":
+            next(words)
+        else:
+            commands[-1].append(word)
+    return [command for command in commands if command]
+
+
+def protoc_flags(command: str) -> set[str]:
+    """The -I and --*_out flags of a grpc_tools.protoc command line."""
+    return {word for word in command.split() if word.startswith(("-I", "--"))}
+
+
+@pytest.fixture(params=list(SETTINGS))
+def service(request: pytest.FixtureRequest) -> str:
+    """Each Chorus service in turn."""
+    name: str = request.param
+    return name
+
+
+def test_every_service_has_a_dockerfile(service: str) -> None:
+    """services/<name>/Dockerfile exists and says how to build it from the repository root."""
+    text = dockerfile(service)
+    assert f"docker build -f services/{service}/Dockerfile -t chorus/{service} ." in text
+
+
+def test_final_stage_runs_as_a_non_root_user(service: str) -> None:
+    """The image's last USER is a numeric non-root uid (runAsNonRoot can verify it)."""
+    users = arguments(stages(dockerfile(service))[-1], "USER")
+    assert users, f"{service}: the final stage has no USER"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit(), f"{service}: USER {uid} is not numeric"
+    assert int(uid) != 0, f"{service} runs as root"
+
+
+def test_entrypoint_runs_the_service_module(service: str) -> None:
+    """The image runs ``python -m services.<name>`` (exec form, so it gets the signals)."""
+    final = stages(dockerfile(service))[-1]
+    [entrypoint] = arguments(final, "ENTRYPOINT")
+    assert json.loads(entrypoint) == ["python", "-m", f"services.{service}"]
+    assert not arguments(final, "CMD")
+
+
+def test_image_exposes_grpc_and_metrics_ports(service: str) -> None:
+    """EXPOSE names the service's default gRPC port and the metrics port, which the image
+    sets as CHORUS_METRICS_PORT (the services' own defaults differ from one another)."""
+    final = stages(dockerfile(service))[-1]
+    exposed = {
+        int(port.split("/")[0]) for ports in arguments(final, "EXPOSE") for port in ports.split()
+    }
+    assert exposed == {default_port(service), METRICS_PORT}
+    environment = dict(
+        pair.split("=", 1) for line in arguments(final, "ENV") for pair in line.split()
+    )
+    assert environment.get("CHORUS_METRICS_PORT") == str(METRICS_PORT)
+
+
+def test_dependencies_come_from_pyproject_pins(service: str) -> None:
+    """pip installs requirement files made from pyproject.toml by deploy/docker's script,
+    with this service's extras, and the project itself: never a package named inline."""
+    runs = [run for stage in stages(dockerfile(service)) for run in arguments(stage, "RUN")]
+    installs = [
+        command
+        for run in runs
+        for command in shell_commands(run)
+        if command[:2] == ["pip", "install"]
+    ]
+    assert installs, f"{service}: no pip install"
+    for command in installs:
+        words = command[2:]
+        targets = [
+            word
+            for index, word in enumerate(words)
+            if not word.startswith("-") and (index == 0 or words[index - 1] != "-r")
+        ]
+        assert targets in ([], ["."]), f"{service}: pip install names {targets}"
+    generated = [
+        command
+        for run in runs
+        for command in shell_commands(run)
+        if command[:2] == ["python", "/usr/local/bin/chorus-requirements"]
+    ]
+    # The protos stage reads the dev pins for grpcio-tools; only gen/ leaves that stage.
+    extras = [command[3:] for command in generated if command[3:] != ["dev"]]
+    assert extras == [EXTRAS[service]], f"{service} installs extras {extras}"
+
+
+def test_requirements_script_prints_the_pyproject_pins() -> None:
+    """deploy/docker/requirements.py prints the project's pins, then an extra's."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    result = subprocess.run(
+        [sys.executable, str(REQUIREMENTS_SCRIPT), str(REPO_ROOT / "pyproject.toml"), "vision"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    expected = project["dependencies"] + project["optional-dependencies"]["vision"]
+    assert result.stdout.split() == expected
+    assert all("==" in pin for pin in expected)
+
+
+def test_requirements_script_refuses_an_unknown_extra() -> None:
+    """A misspelt extra stops the build instead of installing too little."""
+    result = subprocess.run(
+        [sys.executable, str(REQUIREMENTS_SCRIPT), str(REPO_ROOT / "pyproject.toml"), "visoin"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "visoin" in result.stderr
+
+
+def test_protobuf_code_is_generated_as_the_makefile_does(service: str) -> None:
+    """The image runs grpc_tools.protoc with the Makefile's include path and Python
+    outputs into gen/, and makes every gen/chorus folder a package, as `make proto` does."""
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    make_line = re.sub(r"\\\n", " ", makefile).split("-m grpc_tools.protoc", 1)[1].split("\n")[0]
+    make_flags = {
+        flag.replace("$(GEN)", "gen")
+        for flag in protoc_flags(make_line)
+        if flag.startswith("-I") or flag.split("=")[0] in ("--python_out", "--grpc_python_out")
+    }
+    runs = [run for stage in stages(dockerfile(service)) for run in arguments(stage, "RUN")]
+    [protoc] = [run for run in runs if "grpc_tools.protoc" in run]
+    image_line = protoc.split("-m grpc_tools.protoc", 1)[1]
+    assert protoc_flags(image_line) == make_flags
+    assert "find gen/chorus -type d -exec touch {}/__init__.py" in protoc
+
+
+def test_no_model_files_are_copied_in(service: str) -> None:
+    """Weights are mounted at /models at run time, never COPY'd or ADDed into an image."""
+    for stage in stages(dockerfile(service)):
+        for instruction in stage:
+            if instruction.keyword in ("COPY", "ADD"):
+                sources = [w for w in instruction.arguments.split()[:-1] if not w.startswith("--")]
+                for source in sources:
+                    assert not MODEL_FILE.search(source), f"{service} copies {source}"
+                    assert not source.startswith(("http://", "https://")), source
+
+
+def test_dockerignore_keeps_local_state_and_models_out() -> None:
+    """The build context leaves out the venv, generated code, state, git, tests and models."""
+    ignored = set((REPO_ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "gen", ".state", "tests", "models", "**/*.pt"} <= ignored
