@@ -18,13 +18,13 @@ test: lint
 	$(PY) -m pytest
 
 lint: $(STAMP_GEN)
-	$(VENV)/bin/ruff check services tests bench
-	$(VENV)/bin/ruff format --check services tests bench
+	$(VENV)/bin/ruff check services tests bench deploy
+	$(VENV)/bin/ruff format --check services tests bench deploy
 	$(VENV)/bin/mypy
 
 format: $(STAMP_DEPS)
-	$(VENV)/bin/ruff check --fix services tests bench
-	$(VENV)/bin/ruff format services tests bench
+	$(VENV)/bin/ruff check --fix services tests bench deploy
+	$(VENV)/bin/ruff format services tests bench deploy
 
 bench: $(STAMP_GEN)
 	$(PY) -m bench.tts_ttfa
