@@ -25,9 +25,18 @@ FOCUS_MARGIN = 0.1
 
 
 def providers_for(device: str, available: list[str]) -> list[str]:
-    """ONNX Runtime providers for ``device`` ("auto", "cuda", "cpu"), best first."""
+    """ONNX Runtime providers for ``device`` ("auto", "cuda", "cpu"), best first.
+
+    Raises RuntimeError when cuda is asked for and this ONNX Runtime has no CUDA provider
+    (the CPU-only ``onnxruntime`` wheel): a GPU deployment must not quietly run on the CPU.
+    """
     if device != "cpu" and "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise RuntimeError(
+            "device cuda asked for, but ONNX Runtime offers no CUDAExecutionProvider "
+            f"(available: {', '.join(available)}); install onnxruntime-gpu"
+        )
     return ["CPUExecutionProvider"]
 
 

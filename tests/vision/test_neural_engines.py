@@ -222,12 +222,14 @@ def test_birefnet_concurrent_calls_match_sequential(birefnet: BiRefNetMatte) -> 
         np.testing.assert_array_equal(matte, expected)
 
 
-def test_birefnet_prefers_cuda_unless_told_cpu() -> None:
+def test_birefnet_prefers_cuda_unless_told_cpu_and_refuses_a_missing_cuda() -> None:
     both = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert providers_for("auto", both) == both
     assert providers_for("cuda", both) == both
     assert providers_for("cpu", both) == ["CPUExecutionProvider"]
     assert providers_for("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+        providers_for("cuda", ["CPUExecutionProvider"])
 
 
 def test_loading_ultralytics_leaves_pillow_alone() -> None:
