@@ -2,7 +2,8 @@
 with a local Redis as their shared cache.
 
 Starts Redis and the services on their default ports, waits until each reports SERVING,
-prints where they listen, and on Ctrl-C (or SIGTERM) stops them all gracefully.
+prints where they listen (gRPC and Prometheus /metrics), and on Ctrl-C (or SIGTERM) stops
+them all gracefully.
 """
 
 from __future__ import annotations
@@ -12,24 +13,42 @@ import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from services.common.launcher import ServiceProcess
 from services.common.local_redis import RedisServer
 
+
+class SuiteService(NamedTuple):
+    """Where one service of the local suite runs."""
+
+    module: str
+    port: int
+    metrics_port: int
+
+
 SERVICES = {
-    "tts": ("services.tts", 50052),
-    "prosody": ("services.prosody", 50053),
-    "vision": ("services.vision", 50054),
-    "orchestrator": ("services.orchestrator", 50051),
+    "tts": SuiteService("services.tts", 50052, 9452),
+    "prosody": SuiteService("services.prosody", 50053, 9453),
+    "vision": SuiteService("services.vision", 50054, 9454),
+    "orchestrator": SuiteService("services.orchestrator", 50051, 9451),
 }
 STATE_DIR = Path(".state")
 LOG_DIR = STATE_DIR / "logs"
 
 
 def suite_processes(
-    ports: Mapping[str, int], redis_url: str, log_dir: Path, extra_env: Mapping[str, str]
+    ports: Mapping[str, int],
+    redis_url: str,
+    log_dir: Path,
+    extra_env: Mapping[str, str],
+    metrics_ports: Mapping[str, int] | None = None,
 ) -> dict[str, ServiceProcess]:
-    """The suite's services on ``ports``, wired to each other and to ``redis_url``."""
+    """The suite's services on ``ports``, wired to each other and to ``redis_url``.
+
+    Each serves Prometheus metrics on its port in ``metrics_ports``; without them, none
+    does, so a suite on free ports (tests, benchmarks) never collides with another.
+    """
     env = {
         "CHORUS_REDIS_URL": redis_url,
         "CHORUS_TTS_ADDRESS": f"127.0.0.1:{ports['tts']}",
@@ -38,8 +57,13 @@ def suite_processes(
         **extra_env,
     }
     return {
-        name: ServiceProcess(module, port=ports[name], env=env, log_path=log_dir / f"{name}.log")
-        for name, (module, _) in SERVICES.items()
+        name: ServiceProcess(
+            service.module,
+            port=ports[name],
+            env={**env, "CHORUS_METRICS_PORT": str((metrics_ports or {}).get(name, 0))},
+            log_path=log_dir / f"{name}.log",
+        )
+        for name, service in SERVICES.items()
     }
 
 
@@ -51,8 +75,13 @@ async def run_suite() -> int:
         loop.add_signal_handler(signum, stop.set)
     redis = RedisServer(STATE_DIR)
     redis.start()
+    metrics_ports = {name: service.metrics_port for name, service in SERVICES.items()}
     processes = suite_processes(
-        {name: port for name, (_, port) in SERVICES.items()}, redis.url, LOG_DIR, {}
+        {name: service.port for name, service in SERVICES.items()},
+        redis.url,
+        LOG_DIR,
+        {},
+        metrics_ports,
     )
     try:
         for process in processes.values():
@@ -60,7 +89,11 @@ async def run_suite() -> int:
         await asyncio.gather(*(process.wait_healthy() for process in processes.values()))
         print(f"{'redis':<13} {redis.url}", flush=True)
         for name, process in processes.items():
-            print(f"{name:<13} {process.address:<18} log {LOG_DIR / f'{name}.log'}", flush=True)
+            metrics = f"http://127.0.0.1:{metrics_ports[name]}/metrics"
+            print(
+                f"{name:<13} {process.address:<18} {metrics:<32} log {LOG_DIR / f'{name}.log'}",
+                flush=True,
+            )
         print("all services SERVING; Ctrl-C stops them", flush=True)
         await stop.wait()
         return 0

@@ -39,7 +39,7 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
-        return _wrap_handler(handler, handler_call_details.method, _map_unary, _map_stream)
+        return wrap_handler(handler, handler_call_details.method, _map_unary, _map_stream)
 
 
 class ReadinessInterceptor(aio.ServerInterceptor):
@@ -75,7 +75,7 @@ class ReadinessInterceptor(aio.ServerInterceptor):
 
             return guarded
 
-        return _wrap_handler(handler, handler_call_details.method, guard_unary, guard_stream)
+        return wrap_handler(handler, handler_call_details.method, guard_unary, guard_stream)
 
 
 class Readiness:
@@ -109,13 +109,14 @@ class Readiness:
             raise Unavailable(f"service not ready: {self._reason}")
 
 
-def _wrap_handler(
+def wrap_handler(
     handler: Handler | None,
     method: str,
     wrap_unary: Callable[[str, UnaryBehavior], UnaryBehavior],
     wrap_stream: Callable[[str, StreamBehavior], StreamBehavior],
 ) -> Handler | None:
-    """Rebuild ``handler`` with its unary-request behaviour wrapped.
+    """Rebuild ``handler`` with its unary-request behaviour wrapped (every Chorus
+    interceptor wraps handlers through this).
 
     Client-streaming RPCs pass through unchanged: Chorus serves none of them.
     """

@@ -47,6 +47,9 @@ class ServiceProcess:
             **os.environ,
             "CHORUS_HOST": "127.0.0.1",
             "CHORUS_PORT": str(self.port),
+            # No metrics endpoint unless asked for: the services' default metrics ports
+            # would collide between processes of one service, or with a running suite.
+            "CHORUS_METRICS_PORT": "0",
             **(env or {}),
         }
         self._log_path = log_path

@@ -9,8 +9,10 @@ at once (load balancers stop sending), then streams in flight get ``grace_s`` to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -20,12 +22,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from services.common.gpu_metrics import register_gpu_memory_gauges
 from services.common.interceptors import (
     ErrorMappingInterceptor,
     Readiness,
     ReadinessInterceptor,
 )
 from services.common.logging_setup import configure_logging
+from services.common.metrics_endpoint import start_metrics_endpoint
+from services.common.rpc_metrics import RpcMetricsInterceptor
 from services.common.settings import ServerSettings, load_settings
 from services.common.telemetry import Telemetry, configure_telemetry
 
@@ -67,20 +72,27 @@ class RunningServer:
     health: health.aio.HealthServicer
     readiness: Readiness
     service: ChorusService
+    telemetry: Telemetry
 
     async def load_service(self) -> bool:
         """Load the service's models and turn SERVING; on failure stay NOT_SERVING.
 
         Returns whether the service is ready. A failure is logged with its reason and
-        reported by every guarded RPC, never masked by a fallback engine.
+        reported by every guarded RPC, never masked by a fallback engine. The load time
+        is recorded either way, as ``chorus.model.load_duration``.
         """
+        started = time.perf_counter()
         try:
             await self.service.load()
         except Exception as error:
+            self._record_load_duration(started, loaded=False)
             reason = f"model load failed: {error}"
             logger.exception("%s", reason)
             self.readiness.set_not_ready(reason)
             return False
+        self._record_load_duration(started, loaded=True)
+        # Only now: a model that runs on torch has imported it by the end of its load.
+        register_gpu_memory_gauges(self.telemetry.meter)
         self.readiness.set_ready()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         logger.info("serving %s on port %d", ", ".join(self.service.service_names), self.port)
@@ -95,6 +107,17 @@ class RunningServer:
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
         for name in (OVERALL_HEALTH, *self.service.service_names):
             await self.health.set(name, status)
+
+    def _record_load_duration(self, started: float, *, loaded: bool) -> None:
+        gauge = self.telemetry.meter.create_gauge(
+            "chorus.model.load_duration",
+            unit="s",
+            description="Time the service took to load and warm up its models",
+        )
+        gauge.set(
+            time.perf_counter() - started,
+            {"rpc.service": ",".join(self.service.service_names), "chorus.model.loaded": loaded},
+        )
 
 
 async def start_server(
@@ -111,8 +134,10 @@ async def start_server(
         ("grpc.max_receive_message_length", settings.max_message_bytes),
     ]
     server = aio.server(
+        # The first is the outermost: RPC metrics see the status errors were mapped to.
         interceptors=[
             aio_server_interceptor(tracer_provider=telemetry.tracer_provider),
+            RpcMetricsInterceptor(telemetry.meter, service.service_names),
             ErrorMappingInterceptor(),
             ReadinessInterceptor(readiness, service.service_names),
         ],
@@ -132,7 +157,7 @@ async def start_server(
     if port == 0:
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
     await server.start()
-    return RunningServer(server, port, health_servicer, readiness, service)
+    return RunningServer(server, port, health_servicer, readiness, service, telemetry)
 
 
 def run_service(
@@ -157,19 +182,28 @@ def run_service(
 
 
 async def serve(service: ChorusService, settings: ServerSettings, telemetry: Telemetry) -> None:
-    """Run ``service`` until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run ``service`` until SIGTERM or SIGINT, then shut down gracefully.
+
+    When ``settings.metrics_port`` is set, Prometheus can scrape ``/metrics`` there from
+    before the models load until the last RPC has ended.
+    """
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
 
-    running = await start_server(service, settings, telemetry)
-    logger.info("listening on %s:%d, loading models", settings.host, running.port)
-    try:
+    # Undone in reverse: the gRPC server drains, then the endpoint closes, then telemetry.
+    async with contextlib.AsyncExitStack() as started:
+        started.callback(telemetry.shutdown)
+        if settings.metrics_port:
+            metrics = start_metrics_endpoint(
+                telemetry.prometheus_registry, settings.host, settings.metrics_port
+            )
+            started.push_async_callback(metrics.stop)
+        running = await start_server(service, settings, telemetry)
+        started.push_async_callback(running.stop, settings.grace_s)
+        logger.info("listening on %s:%d, loading models", settings.host, running.port)
         loader = asyncio.create_task(running.load_service())
         await stop_requested.wait()
         logger.info("shutting down: %.1f s for RPCs in flight", settings.grace_s)
         loader.cancel()
-    finally:
-        await running.stop(settings.grace_s)
-        telemetry.shutdown()

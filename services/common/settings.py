@@ -26,6 +26,9 @@ class ServerSettings:
 
     host: str = dataclasses.field(default="[::]", metadata={"help": "address to listen on"})
     port: int = dataclasses.field(default=0, metadata={"help": "port to listen on"})
+    metrics_port: int = dataclasses.field(
+        default=0, metadata={"help": "Prometheus /metrics port, on host; 0 turns it off"}
+    )
     grace_s: float = dataclasses.field(
         default=10.0, metadata={"help": "seconds streams in flight get to finish on SIGTERM"}
     )

@@ -12,6 +12,9 @@ class OrchestratorSettings(ServerSettings):
     """Chorus orchestrator."""
 
     port: int = dataclasses.field(default=50051, metadata={"help": "port to listen on"})
+    metrics_port: int = dataclasses.field(
+        default=9451, metadata={"help": "Prometheus /metrics port, on host; 0 turns it off"}
+    )
     tts_address: str = dataclasses.field(
         default="localhost:50052",
         metadata={"help": "tts: host:port, a comma list, or dns:///name:port for replicas"},

@@ -13,6 +13,9 @@ class ProsodySettings(ServerSettings):
     """Chorus prosody server."""
 
     port: int = dataclasses.field(default=50053, metadata={"help": "port to listen on"})
+    metrics_port: int = dataclasses.field(
+        default=9453, metadata={"help": "Prometheus /metrics port, on host; 0 turns it off"}
+    )
     workers: int = dataclasses.field(
         default=os.cpu_count() or 1,
         metadata={"help": "worker processes running Praat (it holds the GIL)"},

@@ -59,6 +59,11 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
             unit="s",
             description="Server time from request to the first audio chunk",
         )
+        self._chunk_gap = meter.create_histogram(
+            "chorus.tts.chunk_gap",
+            unit="s",
+            description="Time between consecutive audio chunks of one stream",
+        )
 
     async def ListVoices(
         self, request: tts_pb2.ListVoicesRequest, context: Context
@@ -119,16 +124,23 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
             made: list[bytes] = []
             sample_offset = 0
             first_chunk_s = 0.0
+            last_chunk_at = started
             try:
                 # aclosing: a cancelled RPC must close the engine stream now, not at GC.
                 async with contextlib.aclosing(chunks):
                     async for audio in chunks:
+                        now = time.perf_counter()
                         if not made:
-                            first_chunk_s = time.perf_counter() - started
+                            first_chunk_s = now - started
                             span.add_event("tts.first_chunk")
                             self._ttfa.record(
                                 first_chunk_s, {"chorus.cache.hit": cached is not None}
                             )
+                        else:
+                            self._chunk_gap.record(
+                                now - last_chunk_at, {"chorus.cache.hit": cached is not None}
+                            )
+                        last_chunk_at = now
                         samples = len(audio) // spec.sample_format.bytes_per_sample
                         yield tts_pb2.SynthesizeResponse(
                             chunk=tts_pb2.AudioChunk(

@@ -12,6 +12,9 @@ class VisionSettings(ServerSettings):
     """Chorus vision server."""
 
     port: int = dataclasses.field(default=50054, metadata={"help": "port to listen on"})
+    metrics_port: int = dataclasses.field(
+        default=9454, metadata={"help": "Prometheus /metrics port, on host; 0 turns it off"}
+    )
     detector: str = dataclasses.field(
         default="opencv", metadata={"help": "person detector: opencv (no weights) or yolo"}
     )

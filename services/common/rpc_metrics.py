@@ -1,0 +1,109 @@
+"""Request count and latency of a service's RPCs, by method and final status code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from grpc import aio
+from opentelemetry.metrics import Meter
+
+from services.common.interceptors import wrap_handler
+
+if TYPE_CHECKING:
+    from services.common.interceptors import (
+        Continuation,
+        Handler,
+        StreamBehavior,
+        UnaryBehavior,
+    )
+
+
+class RpcMetricsInterceptor(aio.ServerInterceptor):
+    """Counts and times every RPC of the measured services once it has ended.
+
+    Records ``chorus.rpc.server.requests`` and ``chorus.rpc.server.duration`` (seconds),
+    both with ``rpc.method`` (the full method name) and ``rpc.grpc.status_code`` (the
+    status's name). Install it outside ErrorMappingInterceptor, so that it sees the status
+    an exception was mapped to. Health and reflection are not measured: probes would drown
+    the service's own traffic, and a health Watch lasts as long as its client.
+    """
+
+    def __init__(self, meter: Meter, measured_services: Iterable[str]) -> None:
+        self._prefixes = tuple(f"/{name}/" for name in measured_services)
+        self._requests = meter.create_counter(
+            "chorus.rpc.server.requests", description="RPCs served, by method and status"
+        )
+        self._duration = meter.create_histogram(
+            "chorus.rpc.server.duration",
+            unit="s",
+            description="RPC duration from the call to its status, by method and status",
+        )
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        if not handler_call_details.method.startswith(self._prefixes):
+            return handler
+        return wrap_handler(
+            handler, handler_call_details.method, self._measure_unary, self._measure_stream
+        )
+
+    def _measure_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
+        async def measured(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            with self._measuring(method, context):
+                return await behavior(request, context)
+
+        return measured
+
+    def _measure_stream(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
+        async def measured(
+            request: Any, context: aio.ServicerContext[Any, Any]
+        ) -> AsyncGenerator[Any, None]:
+            with self._measuring(method, context):
+                async with contextlib.aclosing(behavior(request, context)) as responses:
+                    async for response in responses:
+                        yield response
+
+        return measured
+
+    @contextlib.contextmanager
+    def _measuring(self, method: str, context: aio.ServicerContext[Any, Any]) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        except BaseException as error:
+            self._record(method, started, _final_status(context, error))
+            raise
+        self._record(method, started, _final_status(context, None))
+
+    def _record(self, method: str, started: float, status: grpc.StatusCode) -> None:
+        attributes = {"rpc.method": method, "rpc.grpc.status_code": status.name}
+        self._requests.add(1, attributes)
+        self._duration.record(time.perf_counter() - started, attributes)
+
+
+def _final_status(
+    context: aio.ServicerContext[Any, Any], error: BaseException | None
+) -> grpc.StatusCode:
+    """The status an RPC ends with, given how its handler ended (``error`` None: returned).
+
+    gRPC cancels the handler's task when the client cancels, the deadline passes or the
+    server stops; a stream whose task is cancelled between messages is closed instead
+    (GeneratorExit).
+    """
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            return grpc.StatusCode.DEADLINE_EXCEEDED
+        return grpc.StatusCode.CANCELLED
+    if error is None or isinstance(error, aio.AbortError):
+        # abort() and set_code() leave the code on the context; a plain return leaves none.
+        return context.code() or grpc.StatusCode.OK
+    # What grpc answers for an exception no interceptor mapped.
+    return grpc.StatusCode.UNKNOWN
