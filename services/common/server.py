@@ -129,10 +129,18 @@ async def start_server(
     the returned ``RunningServer.port``.
     """
     readiness = Readiness()
-    message_options = [
+    options: list[tuple[str, int]] = [
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
     ]
+    if settings.max_connection_age_s > 0:
+        # Clients re-resolve only when a connection ends: ageing connections out is what
+        # lets a replica added by the autoscaler get its share of a long-lived channel.
+        # Streams in flight get the drain grace to finish.
+        options += [
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(settings.grace_s * 1000)),
+        ]
     server = aio.server(
         # The first is the outermost: RPC metrics see the status errors were mapped to.
         interceptors=[
@@ -141,7 +149,7 @@ async def start_server(
             ErrorMappingInterceptor(),
             ReadinessInterceptor(readiness, service.service_names),
         ],
-        options=message_options,
+        options=options,
     )
     service.add_to_server(server)
 

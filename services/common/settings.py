@@ -35,6 +35,10 @@ class ServerSettings:
     max_message_bytes: int = dataclasses.field(
         default=16 * 1024 * 1024, metadata={"help": "largest gRPC message sent or received"}
     )
+    max_connection_age_s: float = dataclasses.field(
+        default=300.0,
+        metadata={"help": "connections are closed (gracefully) after this long; 0 never"},
+    )
     max_in_flight: int = dataclasses.field(
         default=64, metadata={"help": "requests served at once before queueing"}
     )
