@@ -5,6 +5,8 @@ from __future__ import annotations
 from services.tts.engine import SpeechEngine
 from services.tts.settings import TtsSettings
 
+ENGINES = ("espeak", "coqui")
+
 
 def create_engine(settings: TtsSettings) -> SpeechEngine:
     """Build (not load) the engine named by ``settings.engine``.
@@ -16,4 +18,16 @@ def create_engine(settings: TtsSettings) -> SpeechEngine:
         from services.tts.espeak_engine import EspeakEngine
 
         return EspeakEngine(chunk_ms=settings.espeak_chunk_ms)
-    raise ValueError(f"unknown TTS engine {settings.engine!r}; known: espeak")
+    if settings.engine == "coqui":
+        # Imported here: the espeak path must not pay for (or need) torch.
+        from services.tts.coqui_engine import CoquiEngine
+
+        return CoquiEngine(
+            settings.coqui_model,
+            models_dir=settings.coqui_models_dir,
+            allow_download=settings.coqui_allow_download,
+            device=settings.device,
+            half_precision=settings.half_precision,
+            instances=settings.coqui_instances,
+        )
+    raise ValueError(f"unknown TTS engine {settings.engine!r}; known: {', '.join(ENGINES)}")

@@ -1,9 +1,11 @@
-"""Fixtures: real TTS servers on loopback ports, stopped after each test."""
+"""Fixtures: real TTS servers on loopback ports, stopped after each test, and model folders
+built in code for the coqui engine (built once per session, on first use)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,15 +19,19 @@ from tests.tts.harness import StartTts, TtsServer
 
 @pytest.fixture
 async def start_tts() -> AsyncIterator[StartTts]:
-    """Start TTS servers with given settings overrides (and optionally an engine)."""
+    """Start TTS servers with given settings overrides and optionally an engine: an
+    engine object to serve, or the name of one for the server to build from its settings."""
     async with server_starter(TtsServer) as start_server:
 
         async def start(
-            engine: SpeechEngine | None = None, load: bool = True, **overrides: Any
+            engine: SpeechEngine | str | None = None, load: bool = True, **overrides: Any
         ) -> TtsServer:
+            if isinstance(engine, str):
+                overrides["engine"] = engine
+            engine_object = engine if isinstance(engine, SpeechEngine) else None
             settings = dataclasses.replace(TtsSettings(host="127.0.0.1", port=0), **overrides)
             return await start_server(
-                lambda telemetry: TtsService(settings, telemetry, engine), settings, load
+                lambda telemetry: TtsService(settings, telemetry, engine_object), settings, load
             )
 
         yield start
@@ -35,3 +41,29 @@ async def start_tts() -> AsyncIterator[StartTts]:
 async def tts(start_tts: StartTts) -> TtsServer:
     """One TTS server with default settings and the espeak engine, ready to serve."""
     return await start_tts()
+
+
+@pytest.fixture(scope="session")
+def tiny_vits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a tiny single-speaker VITS (model.pth and config.json)."""
+    from tests.tts.tiny_vits import build_vits
+
+    return build_vits(tmp_path_factory.mktemp("tiny-vits"))
+
+
+@pytest.fixture(scope="session")
+def two_speaker_vits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny VITS with two speakers, ``alice`` and ``bob``, and other weights."""
+    from tests.tts.tiny_vits import build_vits
+
+    return build_vits(
+        tmp_path_factory.mktemp("two-speaker-vits"), seed=1, speakers=("alice", "bob")
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_xtts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a small XTTS with two built-in speakers, in English and German."""
+    from tests.tts.tiny_xtts import build_xtts
+
+    return build_xtts(tmp_path_factory.mktemp("tiny-xtts"))

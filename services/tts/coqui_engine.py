@@ -1,0 +1,347 @@
+"""The production speech engine: a Coqui TTS model (``coqui-tts``) resident in the process.
+
+Runs the two kinds of Coqui model that make a waveform end to end, without a separate
+vocoder: VITS (Coqui's single- and multi-speaker VITS models, YourTTS) and XTTS. Any other
+architecture is refused at load time with its name, never run half-way.
+
+The model is loaded once per process, from a local folder or by Coqui model name (see
+services.tts.coqui_models), onto the GPU when there is one (``device`` ``auto``), and
+warmed up before the server turns SERVING. A Coqui model object holds per-call state
+(VITS's length scale, XTTS's generation cache), so each copy runs one sentence at a time:
+``instances`` copies are loaded and every call borrows an idle one, waiting when all are
+busy. Match the server's engine threads (``engine_workers``) to ``instances``: more threads
+only wait, fewer leave copies idle.
+
+Streaming: XTTS speaks through its ``inference_stream``, so chunks reach the sink while the
+sentence is still being made; VITS makes a sentence at once and calls the sink once per
+sentence. Either way, each sentence ends with the pause Coqui's own Synthesizer puts
+between sentences.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import re
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any
+
+import numpy as np
+
+from services.common.errors import EngineError, InvalidArgument
+from services.tts.coqui_models import locate_model
+from services.tts.engine import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo, speaks
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURES = ("vits", "xtts")
+"""The Coqui model types this engine runs (the ``model`` field of their config.json)."""
+
+DEFAULT_VOICE = "default"
+"""The voice name of a model that has no named speakers."""
+
+_DEVICE_SETTING = re.compile(r"auto|cpu|cuda(:\d+)?")
+_WARM_UP_TEXT = "Warming up."
+# Coqui's Synthesizer.tts puts this many zero samples after every sentence it speaks.
+_SENTENCE_PAUSE_SAMPLES = 10000
+
+
+@dataclass(frozen=True)
+class _Voice:
+    """A voice as listed, with the speaker and language the model is called with."""
+
+    info: VoiceInfo
+    speaker: str | None
+    language: str | None
+
+
+class CoquiEngine(SpeechEngine):
+    """A Coqui TTS model: VITS (one sink call per sentence) or XTTS (streams in-sentence).
+
+    Voices: a model without named speakers has one voice, ``default``; a multi-speaker
+    model has one voice per speaker, named as the model names them. A model that speaks
+    several languages (XTTS, YourTTS) has one voice per speaker and language, named
+    ``<speaker>/<language>`` (``Ana Florence/de``), since the language is part of what is
+    asked of the model. The default voice is the first that speaks English, else the first.
+
+    Speaking rate: VITS divides its length scale (the duration of every sound) by the rate;
+    XTTS stretches its latents by the same factor (its ``speed``). Both change the tempo
+    without resampling, so the pitch stays.
+    """
+
+    name = "coqui"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        models_dir: str = "",
+        allow_download: bool = False,
+        device: str = "auto",
+        half_precision: bool = True,
+        instances: int = 1,
+    ) -> None:
+        """Remember what to load; nothing is read before ``load()``.
+
+        ``model`` is a model folder or a Coqui model name, ``models_dir`` where names are
+        looked up (empty: Coqui's cache folder), ``allow_download`` whether a name missing
+        there may be downloaded. ``device`` is ``auto`` (CUDA when torch sees a GPU),
+        ``cpu``, ``cuda`` or ``cuda:N``; ``half_precision`` runs inference in float16 under
+        autocast on CUDA (ignored on the CPU). ``instances`` copies of the model run in
+        parallel.
+        """
+        if not _DEVICE_SETTING.fullmatch(device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
+        if instances < 1:
+            raise ValueError(f"instances must be at least 1, not {instances}")
+        self.default_voice = DEFAULT_VOICE
+        self._model = model
+        self._models_dir = models_dir
+        self._allow_download = allow_download
+        self._device_setting = device
+        self._half_precision = half_precision
+        self._instance_count = instances
+        self._device = ""
+        self._architecture = ""
+        self._version = ""
+        self._sample_rate = 0
+        self._copies: list[Any] = []
+        self._idle: queue.Queue[Any] = queue.Queue()
+        self._voices: tuple[VoiceInfo, ...] = ()
+        self._by_name: dict[str, _Voice] = {}
+
+    @property
+    def model_version(self) -> str:
+        """coqui-tts's version, the architecture, the model folder and a hash of its files."""
+        self._check_loaded()
+        return self._version
+
+    @property
+    def sample_rate(self) -> int:
+        """The model's output rate (22050 Hz for most VITS models, 24000 Hz for XTTS)."""
+        self._check_loaded()
+        return self._sample_rate
+
+    @property
+    def device(self) -> str:
+        """The torch device the model runs on (``cpu``, ``cuda``, ``cuda:1``)."""
+        self._check_loaded()
+        return self._device
+
+    @property
+    def architecture(self) -> str:
+        """The model's type as its config names it: ``vits`` or ``xtts``."""
+        self._check_loaded()
+        return self._architecture
+
+    def load(self) -> None:
+        """Find the model's files, load ``instances`` copies and move them to the device.
+
+        Raises FileNotFoundError naming the path (and the setting) when the model is not
+        there, ValueError for an architecture this engine does not run, RuntimeError when
+        ``device`` asks for CUDA that torch cannot see.
+        """
+        files = locate_model(self._model, self._models_dir, self._allow_download)
+        architecture = files.architecture
+        if architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"Coqui model in {files.folder} is a {architecture!r} model; the coqui engine "
+                f"runs {' and '.join(ARCHITECTURES)} models"
+            )
+        device = _torch_device(self._device_setting)
+
+        from TTS.api import TTS
+
+        synthesizers = [
+            TTS(model_path=str(files.checkpoint), config_path=str(files.config), progress_bar=False)
+            .to(device)
+            .synthesizer
+            for _ in range(self._instance_count)
+        ]
+        copies = [synthesizer.tts_model for synthesizer in synthesizers]
+        sample_rate = int(synthesizers[0].output_sample_rate)
+        voices = _model_voices(copies[0], architecture, str(files.folder))
+
+        self._architecture = architecture
+        self._device = device
+        self._sample_rate = sample_rate
+        self._voices = tuple(voice.info for voice in voices)
+        self._by_name = {voice.info.name.casefold(): voice for voice in voices}
+        english = [voice for voice in voices if speaks(voice.info, "en")]
+        self.default_voice = (english or voices)[0].info.name
+        self._version = (
+            f"coqui-tts {version('coqui-tts')} {architecture} {files.folder.name} "
+            f"sha256:{files.fingerprint()[:16]}"
+        )
+        idle: queue.Queue[Any] = queue.Queue()
+        for copy in copies:
+            idle.put(copy)
+        self._copies, self._idle = copies, idle
+        logger.info(
+            "coqui %s model %s loaded on %s: %d instance(s), %d voice(s), %d Hz",
+            architecture,
+            files.folder,
+            device,
+            len(copies),
+            len(voices),
+            sample_rate,
+        )
+
+    def warm_up(self) -> None:
+        """Speak one sentence on every copy, so no request pays for a first inference.
+
+        Raises RuntimeError when the model makes audio that is not finite (a model that
+        overflows in half precision does): better unready than serving noise.
+        """
+        voice = self._by_name[self.default_voice.casefold()]
+        for copy in self._copies:
+            pieces: list[PcmChunk] = []
+            self._speak(copy, _WARM_UP_TEXT, voice, 1.0, _collect_into(pieces))
+            if not all(np.isfinite(piece).all() for piece in pieces):
+                hint = " (try CHORUS_HALF_PRECISION=false)" if self._uses_half() else ""
+                raise RuntimeError(f"coqui model made non-finite audio in warm-up{hint}")
+
+    def voices(self) -> Sequence[VoiceInfo]:
+        """The model's voices (see the class docstring), known once it is loaded."""
+        self._check_loaded()
+        return self._voices
+
+    def synthesize(
+        self, text: str, voice: VoiceInfo, speaking_rate: float, sink: ChunkSink
+    ) -> None:
+        """Speak one sentence with ``voice`` on an idle copy of the model, feeding ``sink``.
+
+        Blocks while every copy is busy. A sentence with no letter or digit (emoji,
+        punctuation) has nothing to say and makes no audio: models read such text as
+        nothing, or as noise. ``sink`` returning False stops XTTS between chunks.
+        """
+        if not math.isfinite(speaking_rate) or speaking_rate <= 0:
+            raise InvalidArgument(
+                "speaking_rate", f"must be a positive number, not {speaking_rate}"
+            )
+        self._check_loaded()
+        chosen = self._by_name.get(voice.name.casefold())
+        if chosen is None:
+            raise EngineError(f"coqui engine has no voice {voice.name!r}")
+        if not any(character.isalnum() for character in text):
+            return
+        idle = self._idle  # a copy goes back where it came from, even across a reload
+        copy = idle.get()
+        try:
+            self._speak(copy, text, chosen, speaking_rate, sink)
+        finally:
+            idle.put(copy)
+
+    def _speak(self, model: Any, text: str, voice: _Voice, rate: float, sink: ChunkSink) -> None:
+        import torch
+
+        with torch.inference_mode(), self._precision():
+            if self._architecture == "xtts":
+                _speak_xtts(model, text, voice, rate, sink)
+            else:
+                _speak_vits(model, text, voice, rate, sink)
+
+    def _uses_half(self) -> bool:
+        return self._half_precision and self._device.startswith("cuda")
+
+    def _precision(self) -> AbstractContextManager[Any]:
+        """float16 autocast on CUDA when asked for: matrix work in half precision, while
+        autocast keeps the reductions and exponentials VITS's flows need in float32."""
+        if not self._uses_half():
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+
+    def _check_loaded(self) -> None:
+        if not self._copies:
+            raise EngineError("coqui engine used before load()")
+
+
+def _speak_vits(model: Any, text: str, voice: _Voice, rate: float, sink: ChunkSink) -> None:
+    """One sentence at once: VITS has no intermediate audio to stream."""
+    # Set on every call: the copy is borrowed, and the last caller may have changed it.
+    model.length_scale = model.args.length_scale / rate
+    outputs = model.synthesize(text, speaker=voice.speaker, language=voice.language)
+    audio = np.asarray(outputs["wav"], dtype=np.float32)
+    if model.config.audio.get("do_trim_silence") and model.ap is not None:
+        # As Coqui's Synthesizer does: cut silence longer than 0.8 s off the end.
+        audio = audio[: model.ap.find_endpoint(audio)]
+    sink(np.concatenate((audio, np.zeros(_SENTENCE_PAUSE_SAMPLES, dtype=np.float32))))
+
+
+def _speak_xtts(model: Any, text: str, voice: _Voice, rate: float, sink: ChunkSink) -> None:
+    """Chunks as XTTS's streaming decoder makes them, then the sentence's pause."""
+    conditioning = model.speaker_manager.speakers[voice.speaker]
+    chunks = model.inference_stream(
+        text,
+        voice.language,
+        conditioning["gpt_cond_latent"],
+        conditioning["speaker_embedding"],
+        speed=rate,
+    )
+    with contextlib.closing(chunks):
+        for chunk in chunks:
+            # Copied: on the CPU the chunk is a view into a tensor XTTS goes on using.
+            if not sink(chunk.detach().float().cpu().numpy().copy()):
+                return
+    sink(np.zeros(_SENTENCE_PAUSE_SAMPLES, dtype=np.float32))
+
+
+def _model_voices(model: Any, architecture: str, folder: str) -> list[_Voice]:
+    """One voice per speaker (and per language, for a multilingual model)."""
+    manager = getattr(model, "speaker_manager", None)
+    speakers: list[str | None] = list(manager.speaker_names) if manager is not None else []
+    if architecture == "xtts" and not speakers:
+        raise ValueError(
+            f"XTTS model in {folder} has no speakers_xtts.pth: its built-in speakers are "
+            "the voices the coqui engine offers"
+        )
+    languages: list[str] = list(model.language_manager.language_names)
+    multilingual = len(languages) > 1
+    voices: list[_Voice] = []
+    seen: set[str] = set()
+    for speaker in speakers or [None]:
+        for language in languages:
+            base = speaker or DEFAULT_VOICE
+            name = f"{base}/{language}" if multilingual else base
+            if name.casefold() in seen:
+                continue
+            seen.add(name.casefold())
+            voices.append(
+                _Voice(
+                    info=VoiceInfo(name=name, languages=(language,)),
+                    speaker=speaker,
+                    # A single-language VITS takes no language; XTTS always needs one.
+                    language=language if multilingual or architecture == "xtts" else None,
+                )
+            )
+    return voices
+
+
+def _torch_device(setting: str) -> str:
+    """The torch device for ``setting``; RuntimeError when CUDA is asked for but absent."""
+    if setting == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda" if setting == "auto" else setting
+    if setting == "auto":
+        return "cpu"
+    raise RuntimeError(f"CHORUS_DEVICE={setting} but torch sees no CUDA GPU")
+
+
+def _collect_into(pieces: list[PcmChunk]) -> Callable[[PcmChunk], bool]:
+    """A sink that keeps every chunk in ``pieces``."""
+
+    def keep(chunk: PcmChunk) -> bool:
+        pieces.append(chunk)
+        return True
+
+    return keep
