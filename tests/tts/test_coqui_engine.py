@@ -22,6 +22,7 @@ from services.tts.coqui_engine import CoquiEngine
 from services.tts.engine import PcmChunk
 from services.tts.engines import create_engine
 from services.tts.settings import TtsSettings
+from tests.tts.harness import engine_chunks
 from tests.tts.tiny_vits import build_vits
 from tests.tts.tiny_xtts import MAX_AUDIO_TOKENS
 
@@ -69,20 +70,6 @@ def two_speakers(two_speaker_vits_dir: Path) -> CoquiEngine:
 @pytest.fixture(scope="module")
 def xtts(tiny_xtts_dir: Path) -> CoquiEngine:
     return loaded(tiny_xtts_dir)
-
-
-def speak(
-    engine: CoquiEngine, text: str, voice: str = "", speaking_rate: float = 1.0
-) -> list[PcmChunk]:
-    """Every chunk the engine passes to the sink for one sentence."""
-    chunks: list[PcmChunk] = []
-
-    def keep(chunk: PcmChunk) -> bool:
-        chunks.append(chunk)
-        return True
-
-    engine.synthesize(text, engine.resolve_voice(voice, ""), speaking_rate, keep)
-    return chunks
 
 
 def speech_samples(chunks: list[PcmChunk]) -> int:
@@ -237,20 +224,20 @@ def test_the_sink_gets_one_call_per_sentence_ending_in_a_pause(vits: CoquiEngine
 
 
 def test_a_sentence_with_nothing_to_say_makes_no_audio(vits: CoquiEngine) -> None:
-    assert speak(vits, "\N{GRINNING FACE} ...") == []
+    assert engine_chunks(vits, "\N{GRINNING FACE} ...") == []
 
 
 def test_speaking_rate_scales_the_duration(vits: CoquiEngine) -> None:
-    normal = speech_samples(speak(vits, TWO_SENTENCES))
-    slow = speech_samples(speak(vits, TWO_SENTENCES, speaking_rate=0.5))
+    normal = speech_samples(engine_chunks(vits, TWO_SENTENCES))
+    slow = speech_samples(engine_chunks(vits, TWO_SENTENCES, speaking_rate=0.5))
     assert slow == pytest.approx(2 * normal, rel=0.1)
-    assert speech_samples(speak(vits, TWO_SENTENCES)) == normal
+    assert speech_samples(engine_chunks(vits, TWO_SENTENCES)) == normal
 
 
 @pytest.mark.parametrize("rate", [0.0, -1.0, float("nan"), float("inf")])
 def test_a_bad_speaking_rate_is_invalid(vits: CoquiEngine, rate: float) -> None:
     with pytest.raises(InvalidArgument, match="speaking_rate"):
-        speak(vits, "Hello.", speaking_rate=rate)
+        engine_chunks(vits, "Hello.", speaking_rate=rate)
 
 
 def test_an_unknown_voice_is_refused(vits: CoquiEngine, two_speakers: CoquiEngine) -> None:
@@ -298,9 +285,11 @@ def test_each_copy_of_the_model_speaks_one_sentence_at_a_time(
     holder.start()
     assert in_sink.wait(10)
     # The holder keeps its copy busy; a second call runs at once only on another copy.
-    second = threading.Thread(target=speak, args=(engine, "Hello."))
+    second = threading.Thread(target=engine_chunks, args=(engine, "Hello."))
     second.start()
-    second.join(timeout=1)
+    # Blocked can only be seen as "not done yet": a short wait for one copy; a long
+    # one for two, so that a slow machine does not pass for a blocked call.
+    second.join(timeout=0.5 if instances == 1 else 30)
     assert second.is_alive() == (instances == 1)
     release.set()
     holder.join(10)
@@ -323,7 +312,7 @@ def test_xtts_offers_each_speaker_in_each_language(xtts: CoquiEngine) -> None:
 
 
 def test_xtts_streams_chunks_within_a_sentence(xtts: CoquiEngine) -> None:
-    chunks = speak(xtts, "Hello there.", voice="Bob Stone/de")
+    chunks = engine_chunks(xtts, "Hello there.", voice="Bob Stone/de")
     # Two chunks of speech (XTTS decodes every 20 tokens), then the pause.
     assert len(chunks) == 3
     assert all(chunk.dtype == np.float32 for chunk in chunks)
@@ -335,7 +324,7 @@ def test_xtts_streams_chunks_within_a_sentence(xtts: CoquiEngine) -> None:
     expected = MAX_AUDIO_TOKENS * 256 * 24000 / 22050
     assert speech_samples(chunks) == pytest.approx(expected, rel=0.05)
 
-    slow = speak(xtts, "Hello there.", voice="Bob Stone/de", speaking_rate=0.5)
+    slow = engine_chunks(xtts, "Hello there.", voice="Bob Stone/de", speaking_rate=0.5)
     assert speech_samples(slow) == pytest.approx(2 * expected, rel=0.05)
 
 

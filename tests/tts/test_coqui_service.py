@@ -22,8 +22,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.common.pcm import SampleFormat, decode, encode
 from services.tts.coqui_engine import CoquiEngine
 from services.tts.sentences import split_sentences
-from tests.tts.harness import StartTts, TtsServer, synthesize
-from tests.tts.test_service import details, wait_for_span
+from tests.tts.harness import (
+    StartTts,
+    TtsServer,
+    details,
+    samples_made_before_cancel,
+    synthesize,
+)
 
 SHORT = "Hello there. This is Chorus speaking."
 LONG = " ".join(f"This is sentence number {i} of a rather long text." for i in range(40))
@@ -128,17 +133,7 @@ async def test_cancelling_mid_stream_stops_the_synthesis(tts: TtsServer) -> None
     full = await synthesize(tts.stub, text=LONG, speaking_rate=1.1)
     full_samples = full.summary.sample_count
 
-    call = tts.stub.Synthesize(tts_pb2.SynthesizeRequest(text=LONG))
-    async for response in call:
-        if response.HasField("chunk"):
-            break
-    call.cancel()
-
-    span = await wait_for_span(tts, "tts.synthesize", count=2)
-    assert span.attributes is not None
-    assert span.attributes["chorus.tts.cancelled"] is True
-    made = span.attributes["chorus.tts.engine_samples"]
-    assert isinstance(made, int)
+    made = await samples_made_before_cancel(tts, LONG)
     # The engine runs at most a few sentences ahead of the reader, out of forty.
     assert 0 < made < full_samples / 4
     assert tts.service.admission.in_flight == 0

@@ -18,6 +18,7 @@ import pytest
 from services.common.errors import EngineError, InvalidArgument
 from services.tts.engine import PcmChunk, VoiceInfo, speaks
 from services.tts.espeak_engine import EspeakEngine
+from tests.tts.harness import engine_chunks
 
 RATE = 22050
 TWO_SENTENCES = "Hello there. This is Chorus speaking."
@@ -35,20 +36,6 @@ def engine() -> EspeakEngine:
     engine.load()
     engine.warm_up()
     return engine
-
-
-def speak(
-    engine: EspeakEngine, text: str, voice: str = "en-us", speaking_rate: float = 1.0
-) -> list[PcmChunk]:
-    """Every chunk of one synthesis."""
-    chunks: list[PcmChunk] = []
-
-    def keep(chunk: PcmChunk) -> bool:
-        chunks.append(chunk)
-        return True
-
-    engine.synthesize(text, engine.resolve_voice(voice, ""), speaking_rate, keep)
-    return chunks
 
 
 def samples(chunks: list[PcmChunk]) -> int:
@@ -103,13 +90,13 @@ def test_voices_have_unique_short_names_and_include_us_english(engine: EspeakEng
 def test_every_listed_voice_can_be_selected_and_speaks(engine: EspeakEngine) -> None:
     # Also catches a voice whose dictionary is missing: espeak selects it and speaks silence.
     for voice in engine.voices():
-        audio = np.concatenate(speak(engine, "Hello 123.", voice.name))
+        audio = np.concatenate(engine_chunks(engine, "Hello 123.", voice.name))
         assert audio.size > 0.25 * RATE, voice.name
         assert np.sqrt(np.mean(audio.astype(np.float64) ** 2)) > 0.01, voice.name
 
 
 def test_a_sentence_streams_out_in_many_float_chunks(engine: EspeakEngine) -> None:
-    chunks = speak(engine, TWO_SENTENCES)
+    chunks = engine_chunks(engine, TWO_SENTENCES)
     assert len(chunks) > 5
     for chunk in chunks:
         assert chunk.dtype == np.float32
@@ -125,24 +112,24 @@ def test_a_sentence_streams_out_in_many_float_chunks(engine: EspeakEngine) -> No
 
 def test_chunks_are_independent_copies(engine: EspeakEngine) -> None:
     # espeak-ng reuses one buffer for every chunk; a chunk kept must not change after.
-    chunks = speak(engine, TWO_SENTENCES)
+    chunks = engine_chunks(engine, TWO_SENTENCES)
     first = chunks[0].copy()
-    speak(engine, "Something else entirely, to overwrite the library's buffer.")
+    engine_chunks(engine, "Something else entirely, to overwrite the library's buffer.")
     assert np.array_equal(chunks[0], first)
     assert all(chunk.flags.owndata for chunk in chunks)
 
 
 def test_longer_text_gives_proportionally_more_audio(engine: EspeakEngine) -> None:
     sentence = "This sentence is spoken once, and then three times."
-    once = samples(speak(engine, sentence))
-    thrice = samples(speak(engine, " ".join([sentence] * 3)))
+    once = samples(engine_chunks(engine, sentence))
+    thrice = samples(engine_chunks(engine, " ".join([sentence] * 3)))
     assert 2.6 < thrice / once < 3.4
 
 
 def test_double_speaking_rate_gives_much_shorter_audio(engine: EspeakEngine) -> None:
-    normal = samples(speak(engine, SIX_SECONDS, speaking_rate=1.0))
-    fast = samples(speak(engine, SIX_SECONDS, speaking_rate=2.0))
-    slow = samples(speak(engine, SIX_SECONDS, speaking_rate=0.6))
+    normal = samples(engine_chunks(engine, SIX_SECONDS, speaking_rate=1.0))
+    fast = samples(engine_chunks(engine, SIX_SECONDS, speaking_rate=2.0))
+    slow = samples(engine_chunks(engine, SIX_SECONDS, speaking_rate=0.6))
     assert 5 * RATE < normal < 8 * RATE
     assert 0.35 < fast / normal < 0.65
     assert slow / normal > 1.4
@@ -150,18 +137,18 @@ def test_double_speaking_rate_gives_much_shorter_audio(engine: EspeakEngine) -> 
 
 def test_speaking_rate_is_clamped_to_espeaks_range(engine: EspeakEngine) -> None:
     # 175 wpm x 3 and x 10 are both past espeak's 450 wpm: both speak at 450.
-    fast = samples(speak(engine, SIX_SECONDS, speaking_rate=3.0))
-    faster = samples(speak(engine, SIX_SECONDS, speaking_rate=10.0))
+    fast = samples(engine_chunks(engine, SIX_SECONDS, speaking_rate=3.0))
+    faster = samples(engine_chunks(engine, SIX_SECONDS, speaking_rate=10.0))
     assert faster == pytest.approx(fast, rel=0.03)
-    slow = samples(speak(engine, SIX_SECONDS, speaking_rate=0.4))
-    slower = samples(speak(engine, SIX_SECONDS, speaking_rate=0.1))
+    slow = samples(engine_chunks(engine, SIX_SECONDS, speaking_rate=0.4))
+    slower = samples(engine_chunks(engine, SIX_SECONDS, speaking_rate=0.1))
     assert slower == pytest.approx(slow, rel=0.03)
 
 
 @pytest.mark.parametrize("rate", [0.0, -1.0, math.nan, math.inf])
 def test_a_nonsense_speaking_rate_is_invalid(engine: EspeakEngine, rate: float) -> None:
     with pytest.raises(InvalidArgument) as raised:
-        speak(engine, TWO_SENTENCES, speaking_rate=rate)
+        engine_chunks(engine, TWO_SENTENCES, speaking_rate=rate)
     assert raised.value.field == "speaking_rate"
 
 
@@ -176,7 +163,7 @@ def test_a_sink_returning_false_stops_the_synthesis(engine: EspeakEngine) -> Non
     engine.synthesize(SIX_SECONDS, voice, 1.0, first_only)  # no error: the caller asked
     assert len(received) == 1
     # The library is left ready: the next synthesis is whole.
-    assert samples(speak(engine, SIX_SECONDS)) > 5 * RATE
+    assert samples(engine_chunks(engine, SIX_SECONDS)) > 5 * RATE
 
 
 def test_an_exception_in_the_sink_stops_and_reaches_the_caller(engine: EspeakEngine) -> None:
@@ -191,21 +178,21 @@ def test_an_exception_in_the_sink_stops_and_reaches_the_caller(engine: EspeakEng
         engine.synthesize(SIX_SECONDS, engine.resolve_voice("en-us", ""), 1.0, failing)
     assert raised.value is failure
     assert len(received) == 1
-    assert samples(speak(engine, SIX_SECONDS)) > 5 * RATE
+    assert samples(engine_chunks(engine, SIX_SECONDS)) > 5 * RATE
 
 
 def test_markup_is_read_as_text_not_obeyed_as_ssml(engine: EspeakEngine) -> None:
-    plain = samples(speak(engine, "Wait now."))
-    marked = samples(speak(engine, 'Wait <break time="10s"/> now.'))
+    plain = samples(engine_chunks(engine, "Wait now."))
+    marked = samples(engine_chunks(engine, 'Wait <break time="10s"/> now.'))
     # As SSML this would be a ten-second pause; as text the tag is read out.
     assert plain < marked < 6 * RATE
 
 
 def test_text_is_utf8_and_a_nul_does_not_cut_it_short(engine: EspeakEngine) -> None:
-    spaced = samples(speak(engine, "Hello world and more words here."))
-    with_nul = samples(speak(engine, "Hello\0world and more words here."))
+    spaced = samples(engine_chunks(engine, "Hello world and more words here."))
+    with_nul = samples(engine_chunks(engine, "Hello\0world and more words here."))
     assert with_nul == pytest.approx(spaced, rel=0.1)
-    german = samples(speak(engine, "Grüße aus Köln, schöne Straße.", voice="de"))
+    german = samples(engine_chunks(engine, "Grüße aus Köln, schöne Straße.", voice="de"))
     assert german > 1.0 * RATE
 
 
@@ -223,7 +210,7 @@ def test_concurrent_calls_are_serialised_and_each_gets_its_own_audio(
         ),
     }
     alone = {
-        name: np.concatenate(speak(engine, text, voice, rate))
+        name: np.concatenate(engine_chunks(engine, text, voice, rate))
         for name, (text, voice, rate) in jobs.items()
     }
     rounds = 15
@@ -296,16 +283,16 @@ def test_an_unlisted_voice_is_an_engine_error(engine: EspeakEngine) -> None:
     for name in ("no-such-voice", "English (America)"):
         with pytest.raises(EngineError, match="no voice"):
             engine.synthesize("Hello.", VoiceInfo(name, ("en",)), 1.0, lambda _chunk: True)
-    assert samples(speak(engine, "Still here.")) > 0
+    assert samples(engine_chunks(engine, "Still here.")) > 0
 
 
 def test_chunk_ms_sets_the_chunk_size_from_espeaks_60_ms_floor(engine: EspeakEngine) -> None:
     long_chunks = EspeakEngine(chunk_ms=200)
     long_chunks.load()
-    sizes = [chunk.size for chunk in speak(long_chunks, SIX_SECONDS)]
+    sizes = [chunk.size for chunk in engine_chunks(long_chunks, SIX_SECONDS)]
     assert sizes[0] == round(0.2 * RATE) + 1
     # espeak-ng makes no buffer shorter than 60 ms: the default 20 ms gives 60 ms chunks.
-    sizes = [chunk.size for chunk in speak(engine, SIX_SECONDS)]
+    sizes = [chunk.size for chunk in engine_chunks(engine, SIX_SECONDS)]
     assert sizes[0] == round(0.06 * RATE) + 1
     assert all(size <= sizes[0] for size in sizes)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 
 import grpc
 import numpy as np
@@ -17,12 +16,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from opentelemetry.sdk.trace import ReadableSpan
 
 from services.common.pcm import SampleFormat, decode, encode
 from services.tts.engine import ChunkSink, VoiceInfo
 from services.tts.espeak_engine import EspeakEngine
-from tests.tts.harness import StartTts, TtsServer, synthesize
+from tests.tts.harness import (
+    StartTts,
+    TtsServer,
+    details,
+    samples_made_before_cancel,
+    synthesize,
+    wait_until,
+)
 
 SHORT = "Hello there. This is Chorus speaking."
 # About a minute of speech: far more than gRPC's flow-control window and the engine's
@@ -199,17 +204,7 @@ async def test_cancelling_mid_stream_stops_the_synthesis(tts: TtsServer) -> None
     full = await synthesize(tts.stub, text=LONG, speaking_rate=1.1)
     full_samples = full.summary.sample_count
 
-    call = tts.stub.Synthesize(tts_pb2.SynthesizeRequest(text=LONG))
-    async for response in call:
-        if response.HasField("chunk"):
-            break
-    call.cancel()
-
-    span = await wait_for_span(tts, "tts.synthesize", count=2)
-    assert span.attributes is not None
-    assert span.attributes["chorus.tts.cancelled"] is True
-    made = span.attributes["chorus.tts.engine_samples"]
-    assert isinstance(made, int)
+    made = await samples_made_before_cancel(tts, LONG)
     assert 0 < made < full_samples / 2
     assert tts.service.admission.in_flight == 0
 
@@ -343,25 +338,6 @@ async def test_streams_in_flight_finish_during_graceful_shutdown(tts: TtsServer)
     assert responses[-1].HasField("summary")
     chunks = [r.chunk for r in responses if r.HasField("chunk")]
     assert sum(c.sample_count for c in chunks) == responses[-1].summary.sample_count
-
-
-async def wait_for_span(tts: TtsServer, name: str, count: int = 1) -> ReadableSpan:
-    """The ``count``-th finished span called ``name``, once it has ended."""
-    await wait_until(lambda: len(tts.finished_spans(name)) >= count)
-    return tts.finished_spans(name)[count - 1]
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Poll ``condition`` until true; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
-def details(error: grpc.aio.AioRpcError) -> str:
-    """The status message of a failed call."""
-    return error.details() or ""
 
 
 async def test_reflection_lists_the_services(tts: TtsServer) -> None:
