@@ -170,8 +170,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                 pb.Progress(stage=kind, elapsed_seconds=time.perf_counter() - started)
             )
             stage_started = time.perf_counter()
+            # A span per stage, so the services' calls nest under the stage they serve and
+            # a waterfall shows speech and vision side by side.
+            span_name = "orchestrator." + pb.Stage.Name(kind).removeprefix("STAGE_").lower()
             try:
-                result = await work
+                with self._tracer.start_as_current_span(span_name):
+                    result = await work
             except ChorusError as error:
                 events.put_nowait(
                     pb.Progress(

@@ -24,7 +24,7 @@ from services.common.launcher import REPO_ROOT, ServiceProcess, free_port
 from services.common.local_redis import RedisServer
 from services.common.wav import read_wav
 from services.suite import SERVICES, suite_processes
-from tests.support.otlp_collector import OtlpCollector
+from tests.support.otlp_collector import OtlpCollector, ReceivedSpan
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -152,17 +152,40 @@ async def test_one_trace_spans_every_service(suite: Suite) -> None:
     assert result is not None
     assert len(result.trace_id) == 32
     wanted = {"chorus-orchestrator", "chorus-tts", "chorus-prosody", "chorus-vision"}
+    # The inner services' work nests under the orchestrator's stage spans.
+    nesting = {
+        "tts.synthesize": "orchestrator.speech",
+        "prosody.pitch": "orchestrator.prosody",
+        "vision.detect": "orchestrator.vision",
+    }
+
+    def missing() -> list[str]:
+        spans = suite.collector.in_trace(result.trace_id)
+        gaps = [f"no spans from {service}" for service in wanted - {s.service for s in spans}]
+        if "cache.get" not in {span.name for span in spans}:
+            gaps.append("no cache.get span")
+        for inner, stage in nesting.items():
+            if stage not in ancestors(spans, inner):
+                gaps.append(f"{inner} not under {stage}")
+        return gaps
+
+    # Each service exports in batches, so the trace arrives piece by piece.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        spans = suite.collector.in_trace(result.trace_id)
-        if wanted <= {span.service for span in spans}:
+        if not missing():
             break
         await asyncio.sleep(0.1)
-    spans = suite.collector.in_trace(result.trace_id)
-    assert wanted <= {span.service for span in spans}
-    names = {span.name for span in spans}
-    for stage in ("tts.synthesize", "cache.get", "prosody.pitch", "vision.detect"):
-        assert stage in names
+    assert missing() == []
+
+
+def ancestors(spans: list[ReceivedSpan], name: str) -> list[str]:
+    """The names of the spans above the (first) span called ``name``, nearest first."""
+    by_id = {span.span_id: span for span in spans}
+    span = next((span for span in spans if span.name == name), None)
+    names = []
+    while span is not None and (span := by_id.get(span.parent_span_id)) is not None:
+        names.append(span.name)
+    return names
 
 
 async def test_synthesize_batch_returns_every_segment_once(suite: Suite) -> None:

@@ -16,6 +16,8 @@ class ReceivedSpan:
     service: str
     name: str
     trace_id: str
+    span_id: str
+    parent_span_id: str  # empty for a root span
     attributes: dict[str, Any]
 
 
@@ -55,7 +57,14 @@ class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer):
                 for span in scope_spans.spans:
                     attributes = {a.key: _value(a.value) for a in span.attributes}
                     self.spans.append(
-                        ReceivedSpan(service, span.name, span.trace_id.hex(), attributes)
+                        ReceivedSpan(
+                            service,
+                            span.name,
+                            span.trace_id.hex(),
+                            span.span_id.hex(),
+                            span.parent_span_id.hex(),
+                            attributes,
+                        )
                     )
         return trace_service_pb2.ExportTraceServiceResponse()
 
