@@ -72,7 +72,7 @@ async def test_rpcs_are_counted_and_timed_by_method_and_final_status(
     held.cancel()
 
     result = await scrape(endpoint.port)
-    for _ in range(100):  # the server learns of the cancellation a moment later
+    for _ in range(500):  # the server learns of the cancellation a moment later
         if requests(result, SYNTHESIZE, "CANCELLED"):
             break
         await asyncio.sleep(0.02)

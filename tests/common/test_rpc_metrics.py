@@ -95,9 +95,9 @@ def requests(server: Server) -> dict[tuple[str, str], int]:
 
 
 async def settled(server: Server, expected: dict[tuple[str, str], int]) -> dict[Any, int]:
-    """The request counts once they equal ``expected``, or after 2 s (a cancelled stream is
-    counted when gRPC closes it, a moment after the client has gone)."""
-    for _ in range(100):
+    """The request counts once they equal ``expected``, or after 10 s (a cancelled stream
+    is counted when gRPC closes it, a moment after the client has gone)."""
+    for _ in range(500):
         if requests(server) == expected:
             break
         await asyncio.sleep(0.02)
