@@ -27,9 +27,11 @@ class RpcMetricsInterceptor(aio.ServerInterceptor):
     """Counts and times every RPC of the measured services once it has ended.
 
     Records ``chorus.rpc.server.requests`` and ``chorus.rpc.server.duration`` (seconds),
-    both with ``rpc.method`` (the full method name) and ``rpc.grpc.status_code`` (the
-    status's name). Install it outside ErrorMappingInterceptor, so that it sees the status
-    an exception was mapped to. Health and reflection are not measured: probes would drown
+    both with ``rpc.service`` and ``rpc.method`` (``chorus.tts.v1.TextToSpeech`` and
+    ``Synthesize``, as OpenTelemetry's RPC conventions name them, and as admission control
+    labels its rejections) and ``rpc.grpc.status_code`` (the status's name). Install it
+    outside ErrorMappingInterceptor, so that it sees the status an exception was mapped
+    to. Health and reflection are not measured: probes would drown
     the service's own traffic, and a health Watch lasts as long as its client.
     """
 
@@ -83,7 +85,12 @@ class RpcMetricsInterceptor(aio.ServerInterceptor):
         self._record(method, started, _final_status(context, None))
 
     def _record(self, method: str, started: float, status: grpc.StatusCode) -> None:
-        attributes = {"rpc.method": method, "rpc.grpc.status_code": status.name}
+        service, _, name = method.removeprefix("/").partition("/")
+        attributes = {
+            "rpc.service": service,
+            "rpc.method": name,
+            "rpc.grpc.status_code": status.name,
+        }
         self._requests.add(1, attributes)
         self._duration.record(time.perf_counter() - started, attributes)
 

@@ -48,9 +48,15 @@ async def endpoint(tts: TtsServer) -> AsyncIterator[MetricsEndpoint]:
     await endpoint.stop()
 
 
+def rpc_labels(method: str) -> dict[str, str]:
+    """The service and method labels of a full method name."""
+    service, _, name = method.removeprefix("/").partition("/")
+    return {"rpc_service": service, "rpc_method": name}
+
+
 def requests(result: Scrape, method: str, status: str) -> float | None:
     return result.value(
-        "chorus_rpc_server_requests_total", rpc_method=method, rpc_grpc_status_code=status
+        "chorus_rpc_server_requests_total", rpc_grpc_status_code=status, **rpc_labels(method)
     )
 
 
@@ -85,14 +91,14 @@ async def test_rpcs_are_counted_and_timed_by_method_and_final_status(
     assert requests(result, SYNTHESIZE, "INVALID_ARGUMENT") == 1
     assert requests(result, SYNTHESIZE, "RESOURCE_EXHAUSTED") == 1
     assert requests(result, SYNTHESIZE, "CANCELLED") == 1
-    ok = {"rpc_method": SYNTHESIZE, "rpc_grpc_status_code": "OK"}
+    ok = {"rpc_grpc_status_code": "OK", **rpc_labels(SYNTHESIZE)}
     assert result.value("chorus_rpc_server_duration_seconds_count", **ok) == 1
     assert result.value("chorus_rpc_server_duration_seconds_bucket", le="60.0", **ok) == 1
     assert 0 < (result.value("chorus_rpc_server_duration_seconds_sum", **ok) or 0) < 10
     assert result.value("chorus_admission_rejections_total", rpc_method="Synthesize") == 1
     # Probes are not the service's traffic.
     assert not any(
-        "grpc.health" in sample.labels.get("rpc_method", "") for sample in result.samples
+        "grpc.health" in sample.labels.get("rpc_service", "") for sample in result.samples
     )
 
 

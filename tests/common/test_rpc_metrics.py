@@ -87,9 +87,12 @@ async def start_scripted() -> AsyncIterator[StartScripted]:
 
 
 def requests(server: Server) -> dict[tuple[str, str], int]:
-    """``chorus.rpc.server.requests`` by (method, status name)."""
+    """``chorus.rpc.server.requests`` by (full method name, status name)."""
     return {
-        (point.attributes["rpc.method"], point.attributes["rpc.grpc.status_code"]): point.value
+        (
+            f"/{point.attributes['rpc.service']}/{point.attributes['rpc.method']}",
+            point.attributes["rpc.grpc.status_code"],
+        ): point.value
         for point in server.metric_points("chorus.rpc.server.requests")
     }
 
