@@ -13,9 +13,16 @@ import sys
 import tomllib
 from collections.abc import Sequence
 
+SUPERSEDES = {"onnxruntime-gpu": "onnxruntime"}
+"""Packages that provide the same module as another and so take its pin's place: pip
+would install both side by side, and whichever it unpacked last would win."""
+
 
 def requirements(pyproject: str, extras: Sequence[str]) -> list[str]:
-    """The dependencies of ``pyproject`` plus those of ``extras``; unknown extras raise."""
+    """The dependencies of ``pyproject`` plus those of ``extras``; unknown extras raise.
+
+    A pin of a package in SUPERSEDES removes the pin of the package it supersedes.
+    """
     with open(pyproject, "rb") as file:
         project = tomllib.load(file)["project"]
     optional = project.get("optional-dependencies", {})
@@ -25,7 +32,13 @@ def requirements(pyproject: str, extras: Sequence[str]) -> list[str]:
     pins = list(project["dependencies"])
     for extra in extras:
         pins.extend(pin for pin in optional[extra] if pin not in pins)
-    return pins
+    superseded = {SUPERSEDES[_project(pin)] for pin in pins if _project(pin) in SUPERSEDES}
+    return [pin for pin in pins if _project(pin) not in superseded]
+
+
+def _project(pin: str) -> str:
+    """The project name of a ``name[extras]==version`` pin."""
+    return pin.split("==")[0].split("[")[0].strip().lower()
 
 
 if __name__ == "__main__":

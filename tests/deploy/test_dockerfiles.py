@@ -21,7 +21,7 @@ import pytest
 from tests.deploy.chorus_services import METRICS_PORT, SETTINGS, default_port
 from tests.deploy.rendering import REPO_ROOT
 
-EXTRAS = {"orchestrator": [], "tts": ["tts"], "prosody": [], "vision": ["vision"]}
+EXTRAS = {"orchestrator": [], "tts": ["tts"], "prosody": [], "vision": ["vision", "gpu"]}
 """The pyproject extras each image installs besides the project's own dependencies."""
 
 REQUIREMENTS_SCRIPT = REPO_ROOT / "deploy" / "docker" / "requirements.py"
@@ -175,6 +175,32 @@ def test_requirements_script_prints_the_pyproject_pins() -> None:
     expected = project["dependencies"] + project["optional-dependencies"]["vision"]
     assert result.stdout.split() == expected
     assert all("==" in pin for pin in expected)
+
+
+def test_requirements_script_lets_onnxruntime_gpu_take_onnxruntimes_place() -> None:
+    """Two packages providing the onnxruntime module are never installed together."""
+    optional = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REQUIREMENTS_SCRIPT),
+            str(REPO_ROOT / "pyproject.toml"),
+            "vision",
+            "gpu",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pins = result.stdout.split()
+    cpu_build = next(pin for pin in optional["vision"] if pin.startswith("onnxruntime=="))
+    assert cpu_build not in pins
+    assert optional["gpu"][0] in pins
+    assert [pin for pin in optional["vision"] if pin != cpu_build] == [
+        pin for pin in pins if pin in optional["vision"]
+    ]
 
 
 def test_requirements_script_refuses_an_unknown_extra() -> None:
