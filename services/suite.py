@@ -17,6 +17,11 @@ from typing import NamedTuple
 
 from services.common.launcher import ServiceProcess
 from services.common.local_redis import RedisServer
+from services.common.settings import ServerSettings
+from services.orchestrator.settings import OrchestratorSettings
+from services.prosody.settings import ProsodySettings
+from services.tts.settings import TtsSettings
+from services.vision.settings import VisionSettings
 
 
 class SuiteService(NamedTuple):
@@ -26,12 +31,18 @@ class SuiteService(NamedTuple):
     port: int
     metrics_port: int
 
+    @classmethod
+    def with_defaults(cls, module: str, settings_type: type[ServerSettings]) -> SuiteService:
+        """``module`` on the ports its settings default to, so they are written once."""
+        defaults = settings_type()
+        return cls(module, defaults.port, defaults.metrics_port)
+
 
 SERVICES = {
-    "tts": SuiteService("services.tts", 50052, 9452),
-    "prosody": SuiteService("services.prosody", 50053, 9453),
-    "vision": SuiteService("services.vision", 50054, 9454),
-    "orchestrator": SuiteService("services.orchestrator", 50051, 9451),
+    "tts": SuiteService.with_defaults("services.tts", TtsSettings),
+    "prosody": SuiteService.with_defaults("services.prosody", ProsodySettings),
+    "vision": SuiteService.with_defaults("services.vision", VisionSettings),
+    "orchestrator": SuiteService.with_defaults("services.orchestrator", OrchestratorSettings),
 }
 STATE_DIR = Path(".state")
 LOG_DIR = STATE_DIR / "logs"

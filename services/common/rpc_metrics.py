@@ -31,8 +31,8 @@ class RpcMetricsInterceptor(aio.ServerInterceptor):
     ``Synthesize``, as OpenTelemetry's RPC conventions name them, and as admission control
     labels its rejections) and ``rpc.grpc.status_code`` (the status's name). Install it
     outside ErrorMappingInterceptor, so that it sees the status an exception was mapped
-    to. Health and reflection are not measured: probes would drown
-    the service's own traffic, and a health Watch lasts as long as its client.
+    to. Health and reflection are not measured: probes would drown the service's own
+    traffic, and a health Watch lasts as long as its client.
     """
 
     def __init__(self, meter: Meter, measured_services: Iterable[str]) -> None:
