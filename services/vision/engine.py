@@ -44,8 +44,8 @@ class Detection:
     label: str = "person"
 
 
-class PersonDetector(ABC):
-    """Finds people in an image."""
+class VisionModel(ABC):
+    """A model loaded once per process and warmed up before the server turns SERVING."""
 
     name: str
 
@@ -56,6 +56,10 @@ class PersonDetector(ABC):
     @abstractmethod
     def warm_up(self) -> None:
         """Run once on a dummy image so the first request pays no start-up cost."""
+
+
+class PersonDetector(VisionModel):
+    """Finds people in an image."""
 
     @abstractmethod
     def detect(self, image: Image, score_threshold: float, max_detections: int) -> list[Detection]:
@@ -63,18 +67,8 @@ class PersonDetector(ABC):
         ``max_detections`` (0: no limit)."""
 
 
-class MattingModel(ABC):
+class MattingModel(VisionModel):
     """Separates the foreground (the person) from the background."""
-
-    name: str
-
-    @abstractmethod
-    def load(self) -> None:
-        """Load the model; raises with a clear message when its file is missing."""
-
-    @abstractmethod
-    def warm_up(self) -> None:
-        """Run once on a dummy image so the first request pays no start-up cost."""
 
     @abstractmethod
     def matte(self, image: Image, focus: Box | None) -> Matte:
