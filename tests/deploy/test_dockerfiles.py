@@ -2,7 +2,7 @@
 
 No Docker engine is needed: each Dockerfile is split into stages and instructions, and
 checked for a non-root user, the service's module as entry point, its ports, dependencies
-installed only from pyproject.toml's pins, protobuf code generated as the Makefile does,
+installed only from uv.lock, protobuf code generated as the Makefile does,
 and no model files copied in.
 """
 
@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
-import sys
 import tomllib
 from dataclasses import dataclass
 
@@ -20,11 +18,12 @@ import pytest
 
 from tests.deploy.chorus_services import METRICS_PORT, SETTINGS, default_port
 from tests.deploy.rendering import REPO_ROOT
+from tests.support.uv import run_uv
 
 EXTRAS = {"orchestrator": [], "tts": ["tts"], "prosody": [], "vision": ["vision", "gpu"]}
-"""The pyproject extras each image installs besides the project's own dependencies."""
+"""The extras each image installs from uv.lock besides the project's own dependencies."""
 
-REQUIREMENTS_SCRIPT = REPO_ROOT / "deploy" / "docker" / "requirements.py"
+UV_REQUIREMENTS = REPO_ROOT / "tools" / "uv-requirements.txt"
 MODEL_FILE = re.compile(r"(^|/)models?(/|$)|\.(pt|pth|onnx|engine|safetensors|bin|ckpt)$")
 
 
@@ -133,86 +132,61 @@ def test_image_exposes_grpc_and_metrics_ports(service: str) -> None:
     assert environment.get("CHORUS_METRICS_PORT") == str(METRICS_PORT)
 
 
-def test_dependencies_come_from_pyproject_pins(service: str) -> None:
-    """pip installs requirement files made from pyproject.toml by deploy/docker's script,
-    with this service's extras, and the project itself: never a package named inline."""
-    runs = [run for stage in stages(dockerfile(service)) for run in arguments(stage, "RUN")]
-    installs = [
+def test_dependencies_come_from_the_lock(service: str) -> None:
+    """pip installs only the hash-checked uv; uv installs only uv.lock (``--locked`` fails
+    when pyproject.toml and the lock disagree), with this service's extras: never a
+    package named inline."""
+    runs = [
         command
-        for run in runs
+        for stage in stages(dockerfile(service))
+        for run in arguments(stage, "RUN")
         for command in shell_commands(run)
-        if command[:2] == ["pip", "install"]
     ]
-    assert installs, f"{service}: no pip install"
-    for command in installs:
-        words = command[2:]
-        targets = [
-            word
-            for index, word in enumerate(words)
-            if not word.startswith("-") and (index == 0 or words[index - 1] != "-r")
-        ]
-        assert targets in ([], ["."]), f"{service}: pip install names {targets}"
-    generated = [
-        command
-        for run in runs
-        for command in shell_commands(run)
-        if command[:2] == ["python", "/usr/local/bin/chorus-requirements"]
+    pip_installs = [command for command in runs if command[:2] == ["pip", "install"]]
+    assert pip_installs, f"{service}: uv is not installed"
+    for command in pip_installs:
+        assert "--require-hashes" in command
+        assert command[-2:] == ["-r", "/tmp/uv-requirements.txt"], command
+    assert not [command for command in runs if command[:2] == ["uv", "pip"]]
+    syncs = [command for command in runs if command[:2] == ["uv", "sync"]]
+    assert syncs, f"{service}: no uv sync"
+    for command in syncs:
+        assert "--locked" in command, f"{service}: {command} does not check the lock"
+    extras = [
+        [word for index, word in enumerate(command) if command[index - 1] == "--extra"]
+        for command in syncs
     ]
-    # The protos stage reads the dev pins for grpcio-tools; only gen/ leaves that stage.
-    extras = [command[3:] for command in generated if command[3:] != ["dev"]]
-    assert extras == [EXTRAS[service]], f"{service} installs extras {extras}"
+    # The protos stage syncs the dev extra for grpcio-tools; only gen/ leaves that stage.
+    assert extras == [["dev"], EXTRAS[service]], f"{service} installs extras {extras}"
 
 
-def test_requirements_script_prints_the_pyproject_pins() -> None:
-    """deploy/docker/requirements.py prints the project's pins, then an extra's."""
-    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    result = subprocess.run(
-        [sys.executable, str(REQUIREMENTS_SCRIPT), str(REPO_ROOT / "pyproject.toml"), "vision"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    expected = project["dependencies"] + project["optional-dependencies"]["vision"]
-    assert result.stdout.split() == expected
-    assert all("==" in pin for pin in expected)
+def test_images_install_the_uv_that_make_installs() -> None:
+    """One uv version: the hash-checked requirement file and pyproject's required-version."""
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    requirement = re.search(r"^uv==(\S+)", UV_REQUIREMENTS.read_text(), re.MULTILINE)
+    assert requirement is not None
+    assert pyproject["tool"]["uv"]["required-version"] == f"=={requirement.group(1)}"
+    assert "--hash=sha256:" in UV_REQUIREMENTS.read_text()
 
 
-def test_requirements_script_lets_onnxruntime_gpu_take_onnxruntimes_place() -> None:
-    """Two packages providing the onnxruntime module are never installed together."""
-    optional = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"
-    ]
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REQUIREMENTS_SCRIPT),
-            str(REPO_ROOT / "pyproject.toml"),
-            "vision",
-            "gpu",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    pins = result.stdout.split()
-    cpu_build = next(pin for pin in optional["vision"] if pin.startswith("onnxruntime=="))
-    assert cpu_build not in pins
-    assert optional["gpu"][0] in pins
-    assert [pin for pin in optional["vision"] if pin != cpu_build] == [
-        pin for pin in pins if pin in optional["vision"]
-    ]
+@pytest.mark.parametrize(
+    ("extras", "runtime"), [(["cpu"], "onnxruntime"), (["gpu"], "onnxruntime-gpu")]
+)
+def test_cpu_and_gpu_each_bring_one_onnxruntime(extras: list[str], runtime: str) -> None:
+    """The two builds of the onnxruntime module are never installed together."""
+    arguments = [f"--extra={extra}" for extra in ["vision", *extras]]
+    export = run_uv("export", "--frozen", "--no-hashes", "--no-header", *arguments)
+    assert export.returncode == 0, export.stderr
+    names = {line.split("==")[0] for line in export.stdout.splitlines() if "==" in line}
+    assert names & {"onnxruntime", "onnxruntime-gpu"} == {runtime}
+    assert {"torch", "ultralytics"} <= names
 
 
-def test_requirements_script_refuses_an_unknown_extra() -> None:
-    """A misspelt extra stops the build instead of installing too little."""
-    result = subprocess.run(
-        [sys.executable, str(REQUIREMENTS_SCRIPT), str(REPO_ROOT / "pyproject.toml"), "visoin"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "visoin" in result.stderr
+def test_the_lock_refuses_cpu_and_gpu_together() -> None:
+    """uv.lock declares the two extras in conflict, so asking for both fails."""
+    export = run_uv("export", "--frozen", "--extra=cpu", "--extra=gpu")
+    assert export.returncode != 0
+    assert "conflict" in export.stderr.lower()
 
 
 def test_protobuf_code_is_generated_as_the_makefile_does(service: str) -> None:
