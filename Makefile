@@ -8,10 +8,13 @@ GEN := gen
 PROTOS := $(shell find protos -name '*.proto')
 STAMP_DEPS := $(VENV)/.deps-installed
 STAMP_GEN := $(GEN)/.generated
+# The vision service's packaged models, extracted from the pinned MediaPipe wheel.
+MEDIAPIPE_MODELS := .models/mediapipe
+STAMP_MODELS := $(MEDIAPIPE_MODELS)/.extracted
 # uv (pinned and hash-checked in tools/uv-requirements.txt) installs the venv from uv.lock.
 UV := .tools/uv/bin/uv
 # The extras the local suite and the tests need (the images pick their own, see Dockerfiles).
-EXTRAS := --extra dev --extra vision --extra tts --extra cpu
+EXTRAS := --extra dev --extra vision --extra tts --extra piper --extra cpu
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 # uv would otherwise download a Python of its own when $(PYTHON) is missing.
@@ -19,22 +22,22 @@ export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: run test lint format bench proto lock clean
 
-run: $(STAMP_GEN)
+run: $(STAMP_GEN) $(STAMP_MODELS)
 	$(PY) -m services.suite
 
-test: lint
+test: lint $(STAMP_MODELS)
 	$(PY) -m pytest
 
 lint: $(STAMP_GEN)
-	$(VENV)/bin/ruff check services tests bench deploy
-	$(VENV)/bin/ruff format --check services tests bench deploy
+	$(VENV)/bin/ruff check services tests bench deploy tools
+	$(VENV)/bin/ruff format --check services tests bench deploy tools
 	$(VENV)/bin/mypy
 
 format: $(STAMP_DEPS)
-	$(VENV)/bin/ruff check --fix services tests bench deploy
-	$(VENV)/bin/ruff format services tests bench deploy
+	$(VENV)/bin/ruff check --fix services tests bench deploy tools
+	$(VENV)/bin/ruff format services tests bench deploy tools
 
-bench: $(STAMP_GEN)
+bench: $(STAMP_GEN) $(STAMP_MODELS)
 	$(PY) -m bench.tts_ttfa
 	$(PY) -m bench.prosody
 	$(PY) -m bench.vision
@@ -62,6 +65,10 @@ $(STAMP_DEPS): uv.lock pyproject.toml $(UV)
 		> "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/chorus.pth"
 	touch $@
 
+$(STAMP_MODELS): tools/mediapipe_models.py tools/mediapipe-requirements.txt
+	$(PYTHON) tools/mediapipe_models.py $(MEDIAPIPE_MODELS)
+	touch $@
+
 $(STAMP_GEN): $(PROTOS) $(STAMP_DEPS)
 	rm -rf $(GEN) && mkdir -p $(GEN)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iprotos \
@@ -71,4 +78,4 @@ $(STAMP_GEN): $(PROTOS) $(STAMP_DEPS)
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(GEN) .tools .state .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(GEN) .tools .models .state .pytest_cache .mypy_cache .ruff_cache
