@@ -36,6 +36,7 @@ import numpy as np
 from services.common.errors import EngineError, InvalidArgument
 from services.tts.coqui_models import locate_model
 from services.tts.engine import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo, speaks
+from services.tts.xtts_compat import bridge_xtts_cache_argument
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +155,10 @@ class CoquiEngine(SpeechEngine):
                 f"runs {' and '.join(ARCHITECTURES)} models"
             )
         device = _torch_device(self._device_setting)
+        if architecture == "xtts":
+            # transformers 5.24 hands the KV cache to the model as `cache`, a name coqui's
+            # XTTS GPT does not know yet (see services.tts.xtts_compat).
+            bridge_xtts_cache_argument()
 
         from TTS.api import TTS
 
