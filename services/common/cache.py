@@ -72,8 +72,13 @@ class ResultCache:
         redis_timeout_s: float = 0.05,
         ttl_s: int = 86400,
         breaker_cooldown_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` (seconds, monotonic) times the breaker's cool-down; a test passes one
+        it can move forward, so that it never has to sleep through a cool-down or race one.
+        """
         self._namespace = namespace
+        self._clock = clock
         self._lru = ByteLRU(max_bytes)
         self._tracer = tracer
         self._timeout_s = redis_timeout_s
@@ -203,7 +208,7 @@ class ResultCache:
         probe = False
         if self._open_until is not None:
             # Open breaker: skip until the cool-down ends, then let one call probe.
-            if self._probing or time.monotonic() < self._open_until:
+            if self._probing or self._clock() < self._open_until:
                 return None, "circuit_open"
             self._probing = probe = True
         try:
@@ -237,7 +242,7 @@ class ResultCache:
                 reason,
                 error,
             )
-        self._open_until = time.monotonic() + self._cooldown_s
+        self._open_until = self._clock() + self._cooldown_s
         return reason
 
     def _observe_hit_ratio(self, _options: CallbackOptions) -> list[Observation]:

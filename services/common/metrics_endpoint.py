@@ -28,6 +28,12 @@ class MetricsEndpoint:
         """The port it listens on (the one picked when asked for port 0)."""
         return self._server.server_port
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The thread answering scrapes (it has ended once ``stop`` returns), so that a
+        test can watch this endpoint's own thread rather than every thread in the process."""
+        return self._thread
+
     async def stop(self) -> None:
         """Stop answering and close the port; waits for the serving thread to end."""
         # shutdown() waits up to the server's poll interval (0.5 s): not on the event loop.

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.synchronize
 import os
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,15 +24,28 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Long enough that every warm-up task is still running when the next is submitted, so the
-# executor must start a new process for each instead of reusing a finished one.
-_WARM_UP_HOLD_S = 0.2
+# How long a worker's warm-up waits for the others to start: a bound for a worker that
+# never comes up, far beyond what spawning and warming up takes on a busy machine.
+_START_TIMEOUT_S = 60.0
+
+# Set in each worker process by ``_keep_start_barrier``: the pool's start barrier.
+_start_barrier: multiprocessing.synchronize.Barrier | None = None
+
+
+def _keep_start_barrier(barrier: multiprocessing.synchronize.Barrier) -> None:
+    global _start_barrier
+    _start_barrier = barrier
 
 
 def _warm_up(initializer: Callable[[], None] | None) -> int:
     if initializer is not None:
         initializer()
-    time.sleep(_WARM_UP_HOLD_S)
+    # Hold this worker until every worker holds a warm-up: then none can take a second
+    # one while another process is still starting, so each process runs exactly one,
+    # however unevenly they start on a busy machine (a timed hold could not promise it).
+    if _start_barrier is None:
+        raise RuntimeError("a ProcessPool warm-up runs only in one of the pool's workers")
+    _start_barrier.wait(_START_TIMEOUT_S)
     return os.getpid()
 
 
@@ -85,6 +98,10 @@ class ProcessPool:
         self._executor = self._new_executor()
 
     def _new_executor(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")
         return ProcessPoolExecutor(
-            max_workers=self._workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=self._workers,
+            mp_context=context,
+            initializer=_keep_start_barrier,
+            initargs=(context.Barrier(self._workers),),
         )

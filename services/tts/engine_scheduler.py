@@ -43,6 +43,17 @@ class EngineScheduler:
         for thread in self._threads:
             thread.start()
 
+    @property
+    def threads(self) -> tuple[threading.Thread, ...]:
+        """The worker threads, so that a caller (a test) can watch this pool's own threads
+        end after ``shutdown`` instead of counting every thread in the process."""
+        return tuple(self._threads)
+
+    @property
+    def queued(self) -> int:
+        """Calls waiting for a worker (approximate while workers are taking calls)."""
+        return self._jobs.qsize()
+
     async def run(self, priority: int, function: Callable[..., Any], *args: Any) -> Any:
         """Run ``function(*args)`` on a worker thread; lower ``priority`` runs first."""
         loop = asyncio.get_running_loop()

@@ -7,6 +7,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from services.common.admission import AdmissionController
 from services.common.errors import ResourceExhausted
 from tests.support.metrics import metric_points
+from tests.support.waiting import wait_until
 
 
 def controller(
@@ -34,15 +35,15 @@ async def test_refuses_at_once_beyond_in_flight_and_queue() -> None:
             await release.wait()
 
     holders = [asyncio.create_task(hold()) for _ in range(3)]
-    await asyncio.sleep(0.01)
-    assert (admission.in_flight, admission.queued) == (2, 1)
+    await wait_until(lambda: (admission.in_flight, admission.queued) == (2, 1), "2 held, 1 queued")
 
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    with pytest.raises(ResourceExhausted, match="at capacity"):
-        async with admission.slot("M"):
-            pass
-    assert loop.time() - started < 0.05
+    # At once: refused on the very first step of entering, before anything could wait.
+    entering = admission.slot("M").__aenter__()
+    try:
+        with pytest.raises(ResourceExhausted, match="at capacity"):
+            entering.send(None)
+    finally:
+        entering.close()
     assert [p.value for p in metric_points(reader, "chorus.admission.rejections")] == [1]
     assert [p.value for p in metric_points(reader, "chorus.admission.queue_depth")] == [1]
 
@@ -64,8 +65,8 @@ async def test_queued_requests_are_served_in_arrival_order() -> None:
     tasks = []
     for i in range(4):
         tasks.append(asyncio.create_task(request(i)))
-        await asyncio.sleep(0)
-    await asyncio.sleep(0.01)
+        # Arrival order is what is promised: let each arrive before the next is made.
+        await wait_until(lambda: admission.in_flight + admission.queued == len(tasks))
     gate.set()
     await asyncio.gather(*tasks)
     assert order == [0, 1, 2, 3]
@@ -80,7 +81,7 @@ async def test_waiting_past_the_queue_timeout_is_refused_and_leaves_no_trace() -
             await release.wait()
 
     holder = asyncio.create_task(hold())
-    await asyncio.sleep(0)
+    await wait_until(lambda: admission.in_flight == 1, "the holder to take the slot")
     with pytest.raises(ResourceExhausted, match="no slot within"):
         async with admission.slot("M"):
             pass
@@ -99,10 +100,9 @@ async def test_cancelled_waiter_gives_its_place_back() -> None:
             await release.wait()
 
     holder = asyncio.create_task(hold())
-    await asyncio.sleep(0)
+    await wait_until(lambda: admission.in_flight == 1, "the holder to take the slot")
     waiter = asyncio.create_task(hold())
-    await asyncio.sleep(0.01)
-    assert admission.queued == 1
+    await wait_until(lambda: admission.queued == 1, "the waiter to queue")
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter

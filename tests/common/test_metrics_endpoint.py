@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from services.common.launcher import ServiceProcess, free_port
 from services.common.metrics_endpoint import MetricsEndpoint, start_metrics_endpoint
 from services.common.settings import load_settings
+from services.common.telemetry import SECONDS_BUCKETS
 from services.orchestrator.settings import OrchestratorSettings
 from services.prosody.settings import ProsodySettings
 from services.tts.server import TtsService
@@ -23,6 +22,7 @@ from services.tts.settings import TtsSettings
 from services.vision.settings import VisionSettings
 from tests.support.prometheus import Scrape, scrape
 from tests.support.service_harness import server_starter
+from tests.support.waiting import poll
 from tests.tts.harness import TtsServer, synthesize
 
 SYNTHESIZE = "/chorus.tts.v1.TextToSpeech/Synthesize"
@@ -77,12 +77,10 @@ async def test_rpcs_are_counted_and_timed_by_method_and_final_status(
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     held.cancel()
 
-    result = await scrape(endpoint.port)
-    for _ in range(500):  # the server learns of the cancellation a moment later
-        if requests(result, SYNTHESIZE, "CANCELLED"):
-            break
-        await asyncio.sleep(0.02)
-        result = await scrape(endpoint.port)
+    # The server learns of the cancellation a moment later.
+    result = await poll(
+        lambda: scrape(endpoint.port), lambda found: bool(requests(found, SYNTHESIZE, "CANCELLED"))
+    )
 
     assert result.types["chorus_rpc_server_requests"] == "counter"
     assert result.types["chorus_rpc_server_duration_seconds"] == "histogram"
@@ -93,8 +91,10 @@ async def test_rpcs_are_counted_and_timed_by_method_and_final_status(
     assert requests(result, SYNTHESIZE, "CANCELLED") == 1
     ok = {"rpc_grpc_status_code": "OK", **rpc_labels(SYNTHESIZE)}
     assert result.value("chorus_rpc_server_duration_seconds_count", **ok) == 1
-    assert result.value("chorus_rpc_server_duration_seconds_bucket", le="60.0", **ok) == 1
-    assert 0 < (result.value("chorus_rpc_server_duration_seconds_sum", **ok) or 0) < 10
+    assert result.value("chorus_rpc_server_duration_seconds_bucket", le="+Inf", **ok) == 1
+    # Buckets in seconds (the SDK's own bounds, 0 to 10000, suit milliseconds).
+    assert bucket_bounds(result, "chorus_rpc_server_duration_seconds", **ok) == SECONDS_BUCKETS
+    assert (result.value("chorus_rpc_server_duration_seconds_sum", **ok) or 0) > 0
     assert result.value("chorus_admission_rejections_total", rpc_method="Synthesize") == 1
     # Probes are not the service's traffic.
     assert not any(
@@ -114,9 +114,11 @@ async def test_stream_cache_admission_and_load_metrics_are_exposed(
     assert result.types["chorus_tts_time_to_first_audio_seconds"] == "histogram"
     for hit in ("false", "true"):
         assert result.value("chorus_tts_time_to_first_audio_seconds_count", chorus_cache_hit=hit)
-        # Buckets in seconds: a first chunk from espeak or the cache comes within 50 ms.
-        assert result.value(
-            "chorus_tts_time_to_first_audio_seconds_bucket", chorus_cache_hit=hit, le="0.05"
+        # Buckets in seconds, fine enough for a first chunk from espeak or the cache (no
+        # figure is asserted: how fast it came depends on how busy the machine is).
+        assert (
+            bucket_bounds(result, "chorus_tts_time_to_first_audio_seconds", chorus_cache_hit=hit)
+            == SECONDS_BUCKETS
         )
     gaps = result.value("chorus_tts_chunk_gap_seconds_count", chorus_cache_hit="false")
     assert gaps == len(first.chunks) - 1
@@ -131,7 +133,7 @@ async def test_stream_cache_admission_and_load_metrics_are_exposed(
         chorus_model_loaded="true",
     )
     assert load_s is not None
-    assert 0 < load_s < 60
+    assert load_s > 0
     assert result.value("target_info", service_name="chorus-test") == 1
 
 
@@ -149,10 +151,12 @@ async def test_a_stream_in_flight_shows_in_the_admission_gauges(
 async def test_stopping_the_endpoint_closes_its_port_and_ends_its_thread(tts: TtsServer) -> None:
     endpoint = start_metrics_endpoint(tts.telemetry.prometheus_registry, "127.0.0.1", 0)
     await scrape(endpoint.port)
-    assert len(serving_threads()) == 1
+    # This endpoint's own thread, not a count of the process's threads: other tests may
+    # have threads of their own running, or ending late.
+    assert endpoint.thread.is_alive()
     await endpoint.stop()
     assert_refused(endpoint.port)
-    assert serving_threads() == []
+    assert not endpoint.thread.is_alive()
 
 
 def test_a_port_in_use_stops_start_up_with_the_address() -> None:
@@ -188,9 +192,17 @@ def test_each_service_has_its_own_default_metrics_port_and_the_environment_sets_
     assert load_settings(TtsSettings, ["--metrics-port", "0"], {}).metrics_port == 0
 
 
-def serving_threads() -> list[threading.Thread]:
-    """Threads running an HTTP server's loop (prometheus_client names none of its own)."""
-    return [thread for thread in threading.enumerate() if "serve_forever" in thread.name]
+def bucket_bounds(result: Scrape, histogram: str, **labels: str) -> tuple[float, ...]:
+    """The finite upper bounds of ``histogram``'s buckets for the series ``labels`` pick."""
+    return tuple(
+        sorted(
+            float(sample.labels["le"])
+            for sample in result.samples
+            if sample.name == f"{histogram}_bucket"
+            and labels.items() <= sample.labels.items()
+            and sample.labels["le"] != "+Inf"
+        )
+    )
 
 
 def assert_refused(port: int) -> None:

@@ -8,6 +8,7 @@ blocked on a full send window, refused before the models loaded.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -18,21 +19,22 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.errors import InvalidArgument
-from services.common.server import ChorusService
 from services.common.settings import ServerSettings
 from services.common.telemetry import Telemetry
 from services.tts.server import SERVICE_NAME
 from tests.support.service_harness import ServerUnderTest, server_starter
+from tests.support.waiting import poll
 
 LIST_VOICES = f"/{SERVICE_NAME}/ListVoices"
 SYNTHESIZE = f"/{SERVICE_NAME}/Synthesize"
 
-Server = ServerUnderTest[ChorusService]
-StartScripted = Callable[[bool], Awaitable[Server]]
-
 
 class ScriptedTts(tts_pb2_grpc.TextToSpeechServicer):
     """Ends each RPC the way its request's language (ListVoices) or text (Synthesize) says."""
+
+    def __init__(self) -> None:
+        self.slow_handler_s: list[float] = []
+        """How long each "slow" call's handler ran before gRPC cancelled it."""
 
     async def ListVoices(  # noqa: N802 - the RPC's name
         self, request: tts_pb2.ListVoicesRequest, context: aio.ServicerContext[Any, Any]
@@ -42,7 +44,11 @@ class ScriptedTts(tts_pb2_grpc.TextToSpeechServicer):
         if request.language == "bug":
             raise RuntimeError("a bug")
         if request.language == "slow":
-            await asyncio.sleep(30)
+            entered = time.perf_counter()
+            try:
+                await asyncio.Event().wait()  # never set: only the deadline ends this call
+            finally:
+                self.slow_handler_s.append(time.perf_counter() - entered)
         return tts_pb2.ListVoicesResponse()
 
     async def Synthesize(  # noqa: N802 - the RPC's name
@@ -58,12 +64,15 @@ class ScriptedTts(tts_pb2_grpc.TextToSpeechServicer):
 class ScriptedService:
     """ScriptedTts as a ChorusService, with nothing to load."""
 
+    def __init__(self) -> None:
+        self.servicer = ScriptedTts()
+
     @property
     def service_names(self) -> Sequence[str]:
         return (SERVICE_NAME,)
 
     def add_to_server(self, server: aio.Server) -> None:
-        tts_pb2_grpc.add_TextToSpeechServicer_to_server(ScriptedTts(), server)
+        tts_pb2_grpc.add_TextToSpeechServicer_to_server(self.servicer, server)
 
     async def load(self) -> None:
         pass
@@ -72,13 +81,17 @@ class ScriptedService:
         pass
 
 
+Server = ServerUnderTest[ScriptedService]
+StartScripted = Callable[[bool], Awaitable[Server]]
+
+
 @pytest.fixture
 async def start_scripted() -> AsyncIterator[StartScripted]:
     """Start scripted servers, ready (load=True) or still loading."""
-    async with server_starter(ServerUnderTest[ChorusService]) as start:
+    async with server_starter(ServerUnderTest[ScriptedService]) as start:
 
         async def start_one(load: bool) -> Server:
-            def build(_telemetry: Telemetry) -> ChorusService:
+            def build(_telemetry: Telemetry) -> ScriptedService:
                 return ScriptedService()
 
             return await start(build, ServerSettings(host="127.0.0.1", port=0), load)
@@ -98,13 +111,14 @@ def requests(server: Server) -> dict[tuple[str, str], int]:
 
 
 async def settled(server: Server, expected: dict[tuple[str, str], int]) -> dict[Any, int]:
-    """The request counts once they equal ``expected``, or after 10 s (a cancelled stream
-    is counted when gRPC closes it, a moment after the client has gone)."""
-    for _ in range(500):
-        if requests(server) == expected:
-            break
-        await asyncio.sleep(0.02)
-    return requests(server)
+    """The request counts once they equal ``expected``, or as they are when the wait runs
+    out (a cancelled stream is counted when gRPC closes it, a moment after the client has
+    gone)."""
+
+    async def counts() -> dict[Any, int]:
+        return requests(server)
+
+    return await poll(counts, lambda found: found == expected)
 
 
 async def list_voices(server: Server, language: str, deadline_s: float = 10) -> grpc.StatusCode:
@@ -124,7 +138,11 @@ async def test_unary_rpcs_are_counted_with_the_status_the_caller_got(
     assert await list_voices(server, "") == grpc.StatusCode.OK
     assert await list_voices(server, "bad") == grpc.StatusCode.INVALID_ARGUMENT
     assert await list_voices(server, "bug") == grpc.StatusCode.INTERNAL
-    assert await list_voices(server, "slow", deadline_s=0.2) == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The handler waits for ever, so only the deadline ends this call. Under a second on
+    # purpose: gRPC sends a deadline of a second or more rounded up (to 10 ms, 100 ms, ...),
+    # so the server's own deadline falls after the client's, the client's cancellation
+    # arrives first, and the server cannot tell it from a plain cancel.
+    assert await list_voices(server, "slow", deadline_s=0.5) == grpc.StatusCode.DEADLINE_EXCEEDED
 
     expected = {
         (LIST_VOICES, status): 1
@@ -135,9 +153,17 @@ async def test_unary_rpcs_are_counted_with_the_status_the_caller_got(
         point.attributes["rpc.grpc.status_code"]: point
         for point in server.metric_points("chorus.rpc.server.duration")
     }
-    assert durations["OK"].count == 1
-    assert durations["OK"].sum < 1
-    assert 0.15 < durations["DEADLINE_EXCEEDED"].sum < 5
+    assert {status: point.count for status, point in durations.items()} == {
+        "OK": 1,
+        "INVALID_ARGUMENT": 1,
+        "INTERNAL": 1,
+        "DEADLINE_EXCEEDED": 1,
+    }
+    assert all(point.sum > 0 for point in durations.values())
+    # The duration runs from the call to its status: it covers all the time the handler
+    # spent waiting for the deadline (no absolute figure: the machine may be slow).
+    [slow_handler_s] = server.service.servicer.slow_handler_s
+    assert durations["DEADLINE_EXCEEDED"].sum >= slow_handler_s
 
 
 @pytest.mark.parametrize("pace", ["paced", "busy"])

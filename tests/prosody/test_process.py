@@ -10,11 +10,14 @@ from chorus.prosody.v1 import prosody_pb2, prosody_pb2_grpc
 
 from services.common.launcher import ServiceProcess
 from tests.prosody.harness import espeak_wav
+from tests.support.waiting import WAIT_S
 
 
 async def test_serves_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     log = tmp_path / "prosody.log"
-    process = ServiceProcess("services.prosody", env={"CHORUS_WORKERS": "2"}, log_path=log)
+    # A budget beyond the request's deadline: a busy machine must not cause a fallback.
+    env = {"CHORUS_WORKERS": "2", "CHORUS_TIME_BUDGET_S": "3600"}
+    process = ServiceProcess("services.prosody", env=env, log_path=log)
     process.start()
     try:
         await process.wait_healthy(timeout_s=60)
@@ -30,6 +33,6 @@ async def test_serves_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         assert response.confidence.score >= 0.7
     finally:
         process.terminate()
-        status = await asyncio.to_thread(process.wait, 20)
+        status = await asyncio.to_thread(process.wait, WAIT_S)
     assert status == 0, log.read_text()
     assert "2 Praat workers ready" in log.read_text()

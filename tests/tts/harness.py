@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,9 +12,10 @@ from chorus.audio.v1 import audio_pb2
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan
 
-from services.tts.engine import PcmChunk, SpeechEngine
+from services.tts.engine import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo
 from services.tts.server import TtsService
 from tests.support.service_harness import ServerUnderTest
+from tests.support.waiting import WAIT_S, wait_until
 
 
 class TtsServer(ServerUnderTest[TtsService]):
@@ -59,11 +59,96 @@ async def synthesize(stub: tts_pb2_grpc.TextToSpeechAsyncStub, **fields: Any) ->
     return Synthesis(formats[0], chunks, summaries[0])
 
 
-async def samples_made_before_cancel(tts: TtsServer, text: str) -> int:
+class HeldEngine(SpeechEngine):
+    """Another engine, held once it has handed over its first chunk, until ``release``.
+
+    With it a test knows how far the engine can have got when something happens (the
+    first chunk reaching the client, a cancellation) instead of racing the engine's
+    speed. Calls before ``arm`` (the server's warm-up) pass straight through.
+    """
+
+    def __init__(self, inner: SpeechEngine) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.default_voice = inner.default_voice
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        self._armed = False
+        self.calls = 0
+        """Sentences asked for since ``arm``."""
+        self.finished = 0
+        """Of those, how many the engine has made to the end."""
+        self.running = 0
+        """Of those, how many are being made (or held) now."""
+        self.chunks = 0
+        """Chunks handed to the stream's sink since ``arm``."""
+        self.refused_chunks = 0
+        """Of those, how many the sink refused (it refuses once the stream has stopped)."""
+
+    def arm(self) -> None:
+        """Start holding: the engine stops after its next chunk until ``release``."""
+        with self._lock:
+            self._armed = True
+            self.release.clear()
+            self.calls = self.finished = self.running = self.chunks = self.refused_chunks = 0
+
+    @property
+    def model_version(self) -> str:
+        return self.inner.model_version
+
+    @property
+    def sample_rate(self) -> int:
+        return self.inner.sample_rate
+
+    def load(self) -> None:
+        self.inner.load()
+        self.default_voice = self.inner.default_voice  # some engines pick it as they load
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+    def voices(self) -> Sequence[VoiceInfo]:
+        return self.inner.voices()
+
+    def synthesize(
+        self, text: str, voice: VoiceInfo, speaking_rate: float, sink: ChunkSink
+    ) -> None:
+        if not self._armed:
+            self.inner.synthesize(text, voice, speaking_rate, sink)
+            return
+        with self._lock:
+            self.calls += 1
+            self.running += 1
+
+        def holding_sink(chunk: PcmChunk) -> bool:
+            taken = sink(chunk)
+            with self._lock:
+                self.chunks += 1
+                if not taken:
+                    self.refused_chunks += 1
+                first = self.chunks == 1
+            # Bounded, so that a failing test cannot leave the engine's thread blocked.
+            if first and not self.release.wait(WAIT_S):
+                raise TimeoutError("the test never released the engine")
+            return taken
+
+        try:
+            self.inner.synthesize(text, voice, speaking_rate, holding_sink)
+            with self._lock:
+                self.finished += 1
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+async def samples_made_before_cancel(tts: TtsServer, engine: HeldEngine, text: str) -> int:
     """Cancel a stream of ``text`` at its first chunk; the samples the engine had made.
 
-    Waits for the ``tts.synthesize`` span that records the cancellation (found by its
-    attribute, since an earlier request's span may still be ending).
+    ``engine``, the server's engine, is held after its first chunk until the server has
+    recorded the cancellation; released, it must be stopped there: the stream asks for
+    no further sentence. Waits for the ``tts.synthesize`` span that records the
+    cancellation (found by its attribute, since an earlier request's span may still be
+    ending).
     """
 
     def cancelled_spans() -> list[ReadableSpan]:
@@ -74,17 +159,23 @@ async def samples_made_before_cancel(tts: TtsServer, text: str) -> int:
         ]
 
     before = len(cancelled_spans())
-    call = tts.stub.Synthesize(tts_pb2.SynthesizeRequest(text=text))
-    async for response in call:
-        if response.HasField("chunk"):
-            break
-    call.cancel()
-
-    await wait_until(lambda: len(cancelled_spans()) > before)
+    engine.arm()
+    try:
+        call = tts.stub.Synthesize(tts_pb2.SynthesizeRequest(text=text), timeout=WAIT_S)
+        async for response in call:
+            if response.HasField("chunk"):
+                break
+        call.cancel()
+        await wait_until(lambda: len(cancelled_spans()) > before, "the cancelled stream's span")
+    finally:
+        engine.release.set()
     span = cancelled_spans()[before]
     assert span.attributes is not None
     made = span.attributes["chorus.tts.engine_samples"]
     assert isinstance(made, int)
+
+    await wait_until(lambda: engine.running == 0, "the released sentence to end")
+    assert engine.calls == 1, "the stream asked for another sentence after the cancel"
     return made
 
 
@@ -104,16 +195,8 @@ def engine_chunks(
 
 async def wait_for_span(tts: TtsServer, name: str, count: int = 1) -> ReadableSpan:
     """The ``count``-th finished span called ``name``, once it has ended."""
-    await wait_until(lambda: len(tts.finished_spans(name)) >= count)
+    await wait_until(lambda: len(tts.finished_spans(name)) >= count, f"span {name} #{count}")
     return tts.finished_spans(name)[count - 1]
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Poll ``condition`` until true; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def details(error: grpc.aio.AioRpcError) -> str:

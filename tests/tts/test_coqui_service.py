@@ -22,7 +22,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.common.pcm import SampleFormat, decode, encode
 from services.tts.coqui_engine import CoquiEngine
 from services.tts.sentences import split_sentences
+from tests.support.waiting import WAIT_S, wait_until
 from tests.tts.harness import (
+    HeldEngine,
     StartTts,
     TtsServer,
     details,
@@ -129,14 +131,18 @@ async def test_a_repeated_request_is_served_from_the_cache(tts: TtsServer) -> No
     assert len(tts.finished_spans("tts.sentence")) == 2  # the hit ran no sentence
 
 
-async def test_cancelling_mid_stream_stops_the_synthesis(tts: TtsServer) -> None:
+async def test_cancelling_mid_stream_stops_the_synthesis(
+    start_tts: StartTts, tiny_vits_dir: Path
+) -> None:
+    engine = HeldEngine(CoquiEngine(str(tiny_vits_dir)))
+    tts = await start_tts(engine=engine)
     full = await synthesize(tts.stub, text=LONG, speaking_rate=1.1)
     full_samples = full.summary.sample_count
 
-    made = await samples_made_before_cancel(tts, LONG)
-    # The engine runs at most a few sentences ahead of the reader, out of forty.
+    made = await samples_made_before_cancel(tts, engine, LONG)
+    # Cancelled at the first sentence, out of forty: the engine made no other.
     assert 0 < made < full_samples / 4
-    assert tts.service.admission.in_flight == 0
+    await wait_until(lambda: tts.service.admission.in_flight == 0, "the cancelled slot freed")
 
 
 @pytest.mark.parametrize(
@@ -178,22 +184,27 @@ async def test_list_voices_offers_the_models_speakers(
 async def test_health_turns_serving_only_after_warm_up(
     start_tts: StartTts, tiny_vits_dir: Path
 ) -> None:
+    warming = threading.Event()
     released = threading.Event()
 
     class SlowWarmUp(CoquiEngine):
         def warm_up(self) -> None:
-            released.wait(10)
+            warming.set()
+            # Bounded, so that a failing test cannot leave the loader blocked for good.
+            if not released.wait(WAIT_S):
+                raise TimeoutError("the test never released the warm-up")
             super().warm_up()
 
     tts = await start_tts(engine=SlowWarmUp(str(tiny_vits_dir)), load=False)
     loading = asyncio.create_task(tts.running.load_service())
-    await asyncio.sleep(0.05)
-    assert await health_status(tts) == {health_pb2.HealthCheckResponse.NOT_SERVING}
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await synthesize(tts.stub, text=SHORT)
-    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-
-    released.set()
+    try:
+        await wait_until(warming.is_set, "the warm-up to start")
+        assert await health_status(tts) == {health_pb2.HealthCheckResponse.NOT_SERVING}
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await synthesize(tts.stub, text=SHORT)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        released.set()
     assert await loading
     assert await health_status(tts) == {health_pb2.HealthCheckResponse.SERVING}
     assert (await synthesize(tts.stub, text=SHORT)).chunks

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 from services.common.errors import EngineError, InvalidArgument
 from services.tts.engine import PcmChunk, VoiceInfo, speaks
 from services.tts.espeak_engine import EspeakEngine
+from tests.support.waiting import WAIT_S
 from tests.tts.harness import engine_chunks
 
 RATE = 22050
@@ -215,27 +215,37 @@ def test_concurrent_calls_are_serialised_and_each_gets_its_own_audio(
     }
     rounds = 15
     log: list[tuple[str, int]] = []  # which call each chunk went to, in arrival order
-    calls: dict[str, list[tuple[float, float]]] = {name: [] for name in jobs}  # in, out
     results: dict[str, list[PcmChunk]] = {}
     failures: list[BaseException] = []
     start = threading.Barrier(len(jobs))
+    # A handshake makes the threads meet inside synthesize, rather than hoping the
+    # scheduler overlaps them: English's first call, once it has made a chunk, waits
+    # until German has called synthesize too.
+    english_inside = threading.Event()
+    german_calling = threading.Event()
 
     def run(name: str) -> None:
         text, voice_name, rate = jobs[name]
         voice = engine.resolve_voice(voice_name, "")
         try:
-            start.wait()
+            start.wait(WAIT_S)
             for round_ in range(rounds):
                 chunks: list[PcmChunk] = []
 
                 def keep(chunk: PcmChunk, chunks: list[PcmChunk] = chunks, r: int = round_) -> bool:
                     log.append((name, r))
                     chunks.append(chunk)
+                    if name == "english" and r == 0 and not english_inside.is_set():
+                        english_inside.set()
+                        if not german_calling.wait(WAIT_S):
+                            raise TimeoutError("german never called synthesize")
                     return True
 
-                entered = time.perf_counter()
+                if name == "german" and round_ == 0:
+                    if not english_inside.wait(WAIT_S):
+                        raise TimeoutError("english never got inside synthesize")
+                    german_calling.set()
                 engine.synthesize(text, voice, rate, keep)
-                calls[name].append((entered, time.perf_counter()))
                 results[f"{name}/{round_}"] = chunks
         except BaseException as error:
             failures.append(error)
@@ -244,13 +254,14 @@ def test_concurrent_calls_are_serialised_and_each_gets_its_own_audio(
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=30)
+        thread.join(timeout=3 * WAIT_S)
+    assert not any(thread.is_alive() for thread in threads)
     assert not failures
     assert len(results) == len(jobs) * rounds
 
-    # The threads really were inside synthesize at the same time (one waiting) ...
-    english, german = calls.values()
-    assert any(a_in < b_out and b_in < a_out for a_in, a_out in english for b_in, b_out in german)
+    # German called synthesize while English was inside it (the handshake above) ...
+    assert english_inside.is_set()
+    assert german_calling.is_set()
     # ... yet each call's chunks arrived as one unbroken run: the calls were serialised.
     runs = [key for key, _ in itertools.groupby(log)]
     assert len(runs) == len(set(runs)) == len(jobs) * rounds

@@ -14,13 +14,17 @@ import pytest
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 
 from services.common.launcher import REPO_ROOT, ServiceProcess, free_port
+from tests.support.waiting import WAIT_S
 
 LONG = " ".join(f"Sentence {i} keeps the stream busy for a while." for i in range(60))
 
 
 @pytest.fixture
 async def tts_process(tmp_path: Path) -> AsyncIterator[ServiceProcess]:
-    async with ServiceProcess("services.tts", log_path=tmp_path / "tts.log") as process:
+    # A drain grace far beyond a stream's length: a busy machine must not cut short the
+    # stream a SIGTERM lets finish (the server exits as soon as its streams end).
+    env = {"CHORUS_GRACE_S": str(WAIT_S)}
+    async with ServiceProcess("services.tts", env=env, log_path=tmp_path / "tts.log") as process:
         yield process
 
 
@@ -58,7 +62,7 @@ async def test_client_reports_bad_input_and_fails(
 async def test_sigterm_lets_the_stream_in_flight_finish(tts_process: ServiceProcess) -> None:
     async with grpc.aio.insecure_channel(tts_process.address) as channel:
         stub = tts_pb2_grpc.TextToSpeechStub(channel)
-        call = stub.Synthesize(tts_pb2.SynthesizeRequest(text=LONG), timeout=30)
+        call = stub.Synthesize(tts_pb2.SynthesizeRequest(text=LONG), timeout=WAIT_S)
         first = await call.read()
         assert isinstance(first, tts_pb2.SynthesizeResponse)
         tts_process.terminate()
@@ -72,7 +76,7 @@ async def test_sigterm_lets_the_stream_in_flight_finish(tts_process: ServiceProc
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.ListVoices(tts_pb2.ListVoicesRequest(), timeout=5)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert await asyncio.to_thread(tts_process.wait, 15) == 0
+    assert await asyncio.to_thread(tts_process.wait, WAIT_S) == 0
 
 
 async def test_client_names_an_unreachable_server(tmp_path: Path) -> None:

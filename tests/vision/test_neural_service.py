@@ -4,8 +4,10 @@ the tests build: YOLO11n from its yaml and an ONNX net with BiRefNet's shapes.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -16,27 +18,54 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.vision.server import VisionService
 from services.vision.settings import VisionSettings
 from tests.support.service_harness import server_starter
+from tests.support.waiting import WAIT_S
 from tests.vision.harness import VisionServer, astronaut, decode_png, jpeg
 from tests.vision.tiny_models import build_birefnet_like_onnx, build_yolo_pt
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def neural(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[VisionServer]:
-    """YOLO (from a .pt) and BiRefNet (ONNX) on the CPU, with detection batching forced on."""
+BATCH = 4
+"""Images per batch on the batching server: the test sends exactly this many at once."""
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A YOLO (.pt) and a BiRefNet-shaped ONNX net, built once for the module's servers."""
     folder = tmp_path_factory.mktemp("models")
+    return build_yolo_pt(folder), build_birefnet_like_onnx(folder / "birefnet.onnx")
+
+
+def neural_settings(models: tuple[Path, Path], **overrides: Any) -> VisionSettings:
+    """YOLO and BiRefNet on the CPU, with detection batching forced on."""
+    yolo, birefnet = models
     settings = VisionSettings(
         host="127.0.0.1",
         port=0,
         detector="yolo",
         matting="birefnet",
-        yolo_model=str(build_yolo_pt(folder)),
-        birefnet_model=str(build_birefnet_like_onnx(folder / "birefnet.onnx")),
+        yolo_model=str(yolo),
+        birefnet_model=str(birefnet),
         device="cpu",
         batching="on",
         batch_wait_ms=20,
     )
+    return dataclasses.replace(settings, **overrides)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def neural(models: tuple[Path, Path]) -> AsyncIterator[VisionServer]:
+    """YOLO (from a .pt) and BiRefNet (ONNX) on the CPU, with detection batching forced on."""
+    settings = neural_settings(models)
+    async with server_starter(VisionServer) as start:
+        yield await start(lambda telemetry: VisionService(settings, telemetry), settings, True)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def batching(models: tuple[Path, Path]) -> AsyncIterator[VisionServer]:
+    """The same models, batching ``BATCH`` images and waiting for company far longer than
+    any test would: requests that arrive together are batched however slowly they come."""
+    settings = neural_settings(models, batch_max=BATCH, batch_wait_ms=WAIT_S * 1000)
     async with server_starter(VisionServer) as start:
         yield await start(lambda telemetry: VisionService(settings, telemetry), settings, True)
 
@@ -53,15 +82,17 @@ async def test_yolo_detects_over_grpc(neural: VisionServer) -> None:
         assert 0 <= detection.box.y_min < detection.box.y_max <= 512
 
 
-async def test_requests_arriving_together_are_batched(neural: VisionServer) -> None:
-    assert neural.service.batcher is not None
-    before = len(neural.service.batcher.batch_sizes)
-    images = [jpeg(astronaut()[i * 10 :, :].copy()) for i in range(4)]
+async def test_requests_arriving_together_are_batched(
+    neural: VisionServer, batching: VisionServer
+) -> None:
+    assert batching.service.batcher is not None
+    images = [jpeg(astronaut()[i * 10 :, :].copy()) for i in range(BATCH)]
     requests = [vision_pb2.DetectPersonsRequest(image=image) for image in images]
-    together = await asyncio.gather(*(neural.stub.DetectPersons(r) for r in requests))
-    sizes = neural.service.batcher.batch_sizes[before:]
-    assert max(sizes) > 1
-    # One at a time, under another cache key: the batch's own cap, asked explicitly.
+    together = await asyncio.gather(*(batching.stub.DetectPersons(r) for r in requests))
+    # They fill one batch, which goes as soon as it is full: one model call for all four.
+    assert batching.service.batcher.batch_sizes == [BATCH]
+    # One at a time on the other server (same model files), under another cache key: the
+    # batch's own cap, asked explicitly.
     alone = [
         await neural.stub.DetectPersons(
             vision_pb2.DetectPersonsRequest(image=image, max_detections=1000)
