@@ -58,6 +58,8 @@ $(UV): tools/uv-requirements.txt
 # Exactly what uv.lock holds, hashes checked (--locked fails when pyproject.toml and the
 # lock disagree; sync removes whatever the lock does not list).
 $(STAMP_DEPS): uv.lock pyproject.toml $(UV)
+	# A venv that pip made (before the lock) keeps pip beside the lock's packages: remake it.
+	grep -qs '^uv = ' $(VENV)/pyvenv.cfg || rm -rf $(VENV)
 	$(UV) sync --locked --no-progress $(EXTRAS)
 	# The checkout and the generated protobuf modules (top-level `chorus.*` packages in
 	# gen/) are on the venv's path, so `python -m services.x` works from anywhere.
