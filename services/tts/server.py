@@ -12,9 +12,9 @@ from services.common.admission import AdmissionController
 from services.common.cache import ResultCache
 from services.common.server import run_service
 from services.common.telemetry import Telemetry
-from services.tts.engine import SpeechEngine
 from services.tts.engine_scheduler import EngineScheduler
 from services.tts.engines import create_engine
+from services.tts.engines.base import SpeechEngine
 from services.tts.servicer import TextToSpeechServicer
 from services.tts.settings import TtsSettings
 from services.tts.synthesis import SpeechStreamer

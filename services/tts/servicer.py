@@ -22,7 +22,7 @@ from services.common.cache import ResultCache, cache_key
 from services.common.errors import InvalidArgument
 from services.common.validation import required_text
 from services.tts.cached_audio import pack_chunks, unpack_chunks
-from services.tts.engine import SpeechEngine, speaks
+from services.tts.engines.base import SpeechEngine, speaks
 from services.tts.synthesis import SpeechStreamer, SynthesisProgress, SynthesisSpec
 
 logger = logging.getLogger(__name__)

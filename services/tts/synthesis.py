@@ -21,8 +21,8 @@ import numpy as np
 from opentelemetry import trace
 
 from services.common.pcm import Rechunker, SampleFormat, StreamResampler, encode
-from services.tts.engine import PcmChunk, SpeechEngine, VoiceInfo
 from services.tts.engine_scheduler import EngineScheduler
+from services.tts.engines.base import PcmChunk, SpeechEngine, VoiceInfo
 from services.tts.sentences import split_sentences
 
 

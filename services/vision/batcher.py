@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from services.vision.engine import Detection, Image
+from services.vision.engines.base import Detection, Image
 
 BatchDetect = Callable[[list[Image], float], list[list[Detection]]]
 """Detects in each image at one score threshold, with no count limit."""

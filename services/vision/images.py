@@ -15,7 +15,7 @@ from PIL import Image as PilImage
 from PIL import UnidentifiedImageError
 
 from services.common.errors import InvalidArgument
-from services.vision.engine import Box, Image, Matte
+from services.vision.engines.base import Box, Image, Matte
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
 # Modes that convert to RGB without guessing; 16-bit and float images do not.

@@ -17,7 +17,7 @@ from services.common.admission import AdmissionController
 from services.common.cache import ResultCache, cache_key
 from services.common.errors import InvalidArgument
 from services.vision.batcher import DetectionBatcher
-from services.vision.engine import Box, Detection, Image, Matte, MattingModel, PersonDetector
+from services.vision.engines.base import Box, Detection, Image, Matte, MattingModel, PersonDetector
 from services.vision.images import (
     DecodedImage,
     alpha_png,

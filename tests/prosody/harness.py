@@ -8,7 +8,7 @@ from chorus.prosody.v1 import prosody_pb2, prosody_pb2_grpc
 
 from services.common.wav import write_wav
 from services.prosody.server import ProsodyService
-from services.tts.espeak_engine import EspeakEngine
+from services.tts.engines.espeak import EspeakEngine
 from tests.support.media import speech_recordings
 from tests.support.service_harness import ServerUnderTest
 

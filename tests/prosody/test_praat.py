@@ -15,7 +15,7 @@ import soundfile
 
 from services.common.pcm import Samples
 from services.prosody.praat import AdjustParams, adjust, analyze, assess, pitch_track
-from services.tts.espeak_engine import EspeakEngine
+from services.tts.engines.espeak import EspeakEngine
 from tests.support.media import speech_recordings
 
 RECORDINGS = {path.stem: path for path in speech_recordings()}

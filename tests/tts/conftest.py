@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from services.tts.engine import SpeechEngine
+from services.tts.engines.base import SpeechEngine
 from services.tts.server import TtsService
 from services.tts.settings import TtsSettings
 from tests.support.service_harness import server_starter

@@ -12,7 +12,7 @@ from chorus.audio.v1 import audio_pb2
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan
 
-from services.tts.engine import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo
+from services.tts.engines.base import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo
 from services.tts.server import TtsService
 from tests.support.service_harness import ServerUnderTest
 from tests.support.waiting import WAIT_S, wait_until

@@ -20,7 +20,7 @@ from chorus.tts.v1 import tts_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.pcm import SampleFormat, decode, encode
-from services.tts.coqui_engine import CoquiEngine
+from services.tts.engines.coqui import CoquiEngine
 from services.tts.sentences import split_sentences
 from tests.support.waiting import WAIT_S, wait_until
 from tests.tts.harness import (

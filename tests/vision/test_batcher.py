@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from services.vision.batcher import DetectionBatcher
-from services.vision.engine import Box, Detection, Image
+from services.vision.engines.base import Box, Detection, Image
 from tests.support.waiting import WAIT_S
 
 

@@ -8,7 +8,7 @@ from PIL import Image as PilImage
 from skimage import data
 
 from services.common.errors import InvalidArgument
-from services.vision.engine import Box
+from services.vision.engines.base import Box
 from services.vision.images import (
     alpha_png,
     crop_image,

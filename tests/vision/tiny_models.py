@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from services.vision.birefnet_engine import INPUT_SIDE
-from services.vision.yolo_engine import PERSON, offline_ultralytics
+from services.vision.engines.birefnet import INPUT_SIDE
+from services.vision.engines.yolo import PERSON, offline_ultralytics
 
 # "person" is not class 0, so the engine's look-up by name is what finds it.
 YOLO_NAMES = {0: "car", 1: PERSON}

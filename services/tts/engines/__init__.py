@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.tts.engine import SpeechEngine
+from services.tts.engines.base import SpeechEngine
 from services.tts.settings import TtsSettings
 
 ENGINES = ("espeak", "coqui")
@@ -15,12 +15,12 @@ def create_engine(settings: TtsSettings) -> SpeechEngine:
     the server at start-up.
     """
     if settings.engine == "espeak":
-        from services.tts.espeak_engine import EspeakEngine
+        from services.tts.engines.espeak import EspeakEngine
 
         return EspeakEngine(chunk_ms=settings.espeak_chunk_ms)
     if settings.engine == "coqui":
         # Imported here: the espeak path must not pay for (or need) torch.
-        from services.tts.coqui_engine import CoquiEngine
+        from services.tts.engines.coqui import CoquiEngine
 
         return CoquiEngine(
             settings.coqui_model,

@@ -15,8 +15,8 @@ import numpy.typing as npt
 import pytest
 
 from services.common.errors import EngineError, InvalidArgument
-from services.tts.engine import PcmChunk, VoiceInfo, speaks
-from services.tts.espeak_engine import EspeakEngine
+from services.tts.engines.base import PcmChunk, VoiceInfo, speaks
+from services.tts.engines.espeak import EspeakEngine
 from tests.support.waiting import WAIT_S
 from tests.tts.harness import engine_chunks
 
@@ -319,7 +319,7 @@ def test_a_library_that_cannot_start_raises_instead_of_exiting() -> None:
     script = textwrap.dedent(
         """
         import espeakng_loader
-        from services.tts.espeak_engine import EspeakEngine
+        from services.tts.engines.espeak import EspeakEngine
 
         espeakng_loader.get_data_path = lambda: "/nonexistent/espeak-ng-data"
         try:

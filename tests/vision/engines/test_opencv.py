@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from services.vision.engine import Box, Detection, Image, Matte
-from services.vision.opencv_engines import GrabCutMatte, OpenCvPersonDetector, face_to_person
+from services.vision.engines.base import Box, Detection, Image, Matte
+from services.vision.engines.opencv import GrabCutMatte, OpenCvPersonDetector, face_to_person
 
 # Read off the astronaut photo with the boxes drawn on it: the orange suit reaches the left
 # edge near x 20 at the bottom and the shoulder ends near x 365; the helmet on the right

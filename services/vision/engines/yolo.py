@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from services.vision.engine import Box, Detection, Image, PersonDetector
+from services.vision.engines.base import Box, Detection, Image, PersonDetector
 
 PERSON = "person"
 SUFFIXES = (".pt", ".onnx", ".engine")

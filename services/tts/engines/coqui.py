@@ -5,7 +5,7 @@ vocoder: VITS (Coqui's single- and multi-speaker VITS models, YourTTS) and XTTS.
 architecture is refused at load time with its name, never run half-way.
 
 The model is loaded once per process, from a local folder or by Coqui model name (see
-services.tts.coqui_models), onto the GPU when there is one (``device`` ``auto``), and
+services.tts.engines.coqui_models), onto the GPU when there is one (``device`` ``auto``), and
 warmed up before the server turns SERVING. A Coqui model object holds per-call state
 (VITS's length scale, XTTS's generation cache), so each copy runs one sentence at a time:
 ``instances`` copies are loaded and every call borrows an idle one, waiting when all are
@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from services.common.errors import EngineError, InvalidArgument
-from services.tts.coqui_models import locate_model
-from services.tts.engine import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo, speaks
-from services.tts.xtts_compat import bridge_xtts_cache_argument
+from services.tts.engines.base import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo, speaks
+from services.tts.engines.coqui_models import locate_model
+from services.tts.engines.xtts_compat import bridge_xtts_cache_argument
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class CoquiEngine(SpeechEngine):
         device = _torch_device(self._device_setting)
         if architecture == "xtts":
             # transformers 5.24 hands the KV cache to the model as `cache`, a name coqui's
-            # XTTS GPT does not know yet (see services.tts.xtts_compat).
+            # XTTS GPT does not know yet (see services.tts.engines.xtts_compat).
             bridge_xtts_cache_argument()
 
         from TTS.api import TTS

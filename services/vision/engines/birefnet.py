@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from services.vision.engine import Box, Image, Matte, MattingModel
+from services.vision.engines.base import Box, Image, Matte, MattingModel
 
 INPUT_SIDE = 1024
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)

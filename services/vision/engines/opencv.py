@@ -34,7 +34,7 @@ import cv2
 import cv2.data
 import numpy as np
 
-from services.vision.engine import Box, Detection, Image, Matte, MattingModel, PersonDetector
+from services.vision.engines.base import Box, Detection, Image, Matte, MattingModel, PersonDetector
 
 _FACE_CASCADE = "haarcascade_frontalface_default.xml"
 

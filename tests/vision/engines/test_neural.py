@@ -19,9 +19,9 @@ from PIL import Image as PilImage
 from PIL import UnidentifiedImageError
 from skimage import data
 
-from services.vision.birefnet_engine import BiRefNetMatte, providers_for
-from services.vision.engine import Box, Detection, Image
-from services.vision.yolo_engine import YoloPersonDetector, offline_ultralytics
+from services.vision.engines.base import Box, Detection, Image
+from services.vision.engines.birefnet import BiRefNetMatte, providers_for
+from services.vision.engines.yolo import YoloPersonDetector, offline_ultralytics
 from tests.vision.tiny_models import build_birefnet_like_onnx, build_yolo_pt, export_yolo_onnx
 
 ONNX_SIZE = 320

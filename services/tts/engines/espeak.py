@@ -28,7 +28,7 @@ import espeakng_loader
 import numpy as np
 
 from services.common.errors import EngineError, InvalidArgument
-from services.tts.engine import ChunkSink, SpeechEngine, VoiceInfo
+from services.tts.engines.base import ChunkSink, SpeechEngine, VoiceInfo
 
 # Constants from espeak-ng's speak_lib.h and espeak_ng.h.
 _AUDIO_OUTPUT_SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT, for espeak_Initialize

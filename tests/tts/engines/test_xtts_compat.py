@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from services.tts.coqui_engine import CoquiEngine
-from services.tts.xtts_compat import bridge_xtts_cache_argument
+from services.tts.engines.coqui import CoquiEngine
+from services.tts.engines.xtts_compat import bridge_xtts_cache_argument
 from tests.tts.harness import engine_chunks
 from tests.tts.tiny_xtts import MAX_AUDIO_TOKENS
 

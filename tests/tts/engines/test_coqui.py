@@ -18,9 +18,9 @@ import torch
 
 from services.common.errors import EngineError, InvalidArgument
 from services.common.settings import load_settings
-from services.tts.coqui_engine import CoquiEngine
-from services.tts.engine import PcmChunk
 from services.tts.engines import create_engine
+from services.tts.engines.base import PcmChunk
+from services.tts.engines.coqui import CoquiEngine
 from services.tts.settings import TtsSettings
 from tests.tts.harness import engine_chunks
 from tests.tts.tiny_vits import build_vits

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.vision.engine import MattingModel, PersonDetector
+from services.vision.engines.base import MattingModel, PersonDetector
 from services.vision.settings import VisionSettings
 
 DETECTORS = ("opencv", "yolo")
@@ -12,11 +12,11 @@ MATTING = ("grabcut", "birefnet")
 def create_detector(settings: VisionSettings) -> PersonDetector:
     """Build (not load) the detector named by ``settings.detector``."""
     if settings.detector == "opencv":
-        from services.vision.opencv_engines import OpenCvPersonDetector
+        from services.vision.engines.opencv import OpenCvPersonDetector
 
         return OpenCvPersonDetector()
     if settings.detector == "yolo":
-        from services.vision.yolo_engine import YoloPersonDetector
+        from services.vision.engines.yolo import YoloPersonDetector
 
         return YoloPersonDetector(
             settings.yolo_model, device=settings.device, image_size=settings.yolo_image_size
@@ -27,11 +27,11 @@ def create_detector(settings: VisionSettings) -> PersonDetector:
 def create_matting(settings: VisionSettings, detector: PersonDetector) -> MattingModel:
     """Build (not load) the matting model named by ``settings.matting``."""
     if settings.matting == "grabcut":
-        from services.vision.opencv_engines import GrabCutMatte
+        from services.vision.engines.opencv import GrabCutMatte
 
         return GrabCutMatte(detector)
     if settings.matting == "birefnet":
-        from services.vision.birefnet_engine import BiRefNetMatte
+        from services.vision.engines.birefnet import BiRefNetMatte
 
         return BiRefNetMatte(settings.birefnet_model, device=settings.device)
     raise ValueError(f"unknown matting model {settings.matting!r}; known: {', '.join(MATTING)}")
