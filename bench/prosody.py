@@ -27,7 +27,7 @@ from services.common.wav import write_wav
 from services.prosody.jobs import adjust_job
 from services.prosody.praat import assess
 from services.prosody.presets import PRESETS
-from services.tts.espeak_engine import EspeakEngine
+from services.tts.engines.espeak import EspeakEngine
 
 DURATIONS_S = (1, 5, 20)
 TEXT = (

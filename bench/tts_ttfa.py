@@ -36,10 +36,10 @@ from bench.load import drive
 from bench.report import print_report
 from services.common.launcher import ServiceProcess
 from services.common.pcm import SampleFormat
-from services.tts.coqui_engine import CoquiEngine
-from services.tts.engine import SpeechEngine
 from services.tts.engine_scheduler import EngineScheduler
 from services.tts.engines import create_engine
+from services.tts.engines.base import SpeechEngine
+from services.tts.engines.coqui import CoquiEngine
 from services.tts.settings import TtsSettings
 from services.tts.synthesis import SpeechStreamer, SynthesisSpec
 from tests.tts.tiny_vits import VITS_SIZES

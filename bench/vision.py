@@ -33,8 +33,8 @@ from bench.load import drive
 from bench.report import print_report
 from bench.stats import percentiles_ms
 from services.common.launcher import ServiceProcess
-from services.vision.engine import MattingModel, PersonDetector
 from services.vision.engines import create_detector, create_matting
+from services.vision.engines.base import MattingModel, PersonDetector
 from services.vision.settings import VisionSettings
 from tests.vision.tiny_models import build_birefnet_like_onnx, build_yolo_pt
 
