@@ -16,9 +16,10 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 
-from services.common.errors import ChorusError, Unavailable
+from services.common.errors import ChorusError, InvalidArgument, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +34,57 @@ if TYPE_CHECKING:
 
 
 class ErrorMappingInterceptor(aio.ServerInterceptor):
-    """Maps exceptions raised by servicers to gRPC status codes."""
+    """Maps exceptions raised by servicers to gRPC status codes.
+
+    A request whose bytes do not parse as the method's message (truncated, garbage,
+    invalid UTF-8 in a string field) is INVALID_ARGUMENT too: grpc would otherwise answer
+    UNKNOWN with protobuf's DecodeError, log a traceback and run no interceptor, so the
+    RPC metrics would never see it.
+    """
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
-        return wrap_handler(handler, handler_call_details.method, _map_unary, _map_stream)
+        return wrap_handler(
+            handler,
+            handler_call_details.method,
+            _map_unary,
+            _map_stream,
+            deserializer=_tolerant_deserializer(handler),
+        )
+
+
+class UndecodableRequest:
+    """Stands for a request whose bytes did not parse, so that the handler chain runs
+    (and is measured) and the error mapping can answer INVALID_ARGUMENT."""
+
+    def __init__(self, message_name: str, problem: str) -> None:
+        self.message_name = message_name
+        self.problem = problem
+
+    def error(self) -> InvalidArgument:
+        """The error the caller gets: the request named, protobuf's reason kept short."""
+        return InvalidArgument("request", f"not a valid {self.message_name}: {self.problem}")
+
+
+def _tolerant_deserializer(handler: Handler | None) -> Callable[[bytes], Any] | None:
+    """The handler's request deserializer, returning an UndecodableRequest instead of
+    raising when the bytes do not parse."""
+    deserialize = None if handler is None else handler.request_deserializer
+    if deserialize is None:
+        return None
+    message = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
+    name = message.full_name if message is not None else "request message"
+    parse = deserialize
+
+    def tolerant(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as error:
+            return UndecodableRequest(name, str(error)[:200])
+
+    return tolerant
 
 
 class ReadinessInterceptor(aio.ServerInterceptor):
@@ -114,14 +159,17 @@ def wrap_handler(
     method: str,
     wrap_unary: Callable[[str, UnaryBehavior], UnaryBehavior],
     wrap_stream: Callable[[str, StreamBehavior], StreamBehavior],
+    deserializer: Callable[[bytes], Any] | None = None,
 ) -> Handler | None:
     """Rebuild ``handler`` with its unary-request behaviour wrapped (every Chorus
-    interceptor wraps handlers through this).
+    interceptor wraps handlers through this), and its request deserializer replaced by
+    ``deserializer`` when one is given.
 
     Client-streaming RPCs pass through unchanged: Chorus serves none of them.
     """
     if handler is None or handler.request_streaming:
         return handler
+    request_deserializer = deserializer or handler.request_deserializer
     if handler.response_streaming:
         behavior: Any = handler.unary_stream
         # A streaming handler is an async generator, or a coroutine that writes with
@@ -132,12 +180,12 @@ def wrap_handler(
         wrapped = wrap_stream(method, cast("StreamBehavior", behavior))
         return grpc.unary_stream_rpc_method_handler(
             wrapped,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=request_deserializer,
             response_serializer=handler.response_serializer,
         )
     return grpc.unary_unary_rpc_method_handler(
         wrap_unary(method, cast("UnaryBehavior", handler.unary_unary)),
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=request_deserializer,
         response_serializer=handler.response_serializer,
     )
 
@@ -158,6 +206,8 @@ def _as_async_generator(behavior: UnaryBehavior) -> StreamBehavior:
 def _map_unary(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
     async def mapped(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
         try:
+            if isinstance(request, UndecodableRequest):
+                raise request.error()
             return await behavior(request, context)
         except aio.AbortError:
             raise
@@ -172,6 +222,8 @@ def _map_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
         request: Any, context: aio.ServicerContext[Any, Any]
     ) -> AsyncGenerator[Any, None]:
         try:
+            if isinstance(request, UndecodableRequest):
+                raise request.error()
             # aclosing: a cancelled RPC closes the servicer's generator at once, in this task.
             async with contextlib.aclosing(behavior(request, context)) as responses:
                 async for response in responses:
