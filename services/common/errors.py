@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import grpc
 
+MAX_MESSAGE_CHARS = 300
+"""Longest message a caller is sent. Messages echo what the caller sent (a voice name, a
+preset): uncut, an 8 KB value overflows gRPC's metadata limit on the way back, and the
+caller sees RESOURCE_EXHAUSTED (overload, which clients retry) instead of its mistake."""
+
 
 class ChorusError(Exception):
-    """Base of the errors a caller may see; the message is safe to send to the caller."""
+    """Base of the errors a caller may see; the message is safe to send to the caller,
+    and cut to MAX_MESSAGE_CHARS (it starts with what matters: the field, the problem)."""
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
     def __init__(self, message: str) -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[: MAX_MESSAGE_CHARS - 3] + "..."
         super().__init__(message)
         self.message = message
 

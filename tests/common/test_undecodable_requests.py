@@ -3,9 +3,8 @@ metrics and logged without a traceback, on a real server over loopback."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 import grpc
@@ -14,8 +13,7 @@ from chorus.tts.v1 import tts_pb2
 from grpc import aio
 
 from services.tts.server import SERVICE_NAME, TtsService
-from services.tts.settings import TtsSettings
-from tests.support.service_harness import ServerUnderTest, server_starter
+from tests.support.service_harness import ServerUnderTest
 from tests.support.waiting import wait_until
 
 SYNTHESIZE = f"/{SERVICE_NAME}/Synthesize"
@@ -29,14 +27,6 @@ TRUNCATED = b"\x0a\x64abc"
 GARBAGE = b"\x00\x00\x00\xff\xff"
 
 Server = ServerUnderTest[TtsService]
-
-
-@pytest.fixture
-async def tts() -> AsyncIterator[Server]:
-    """A real tts server (espeak, the engine without weights), ready to serve."""
-    async with server_starter(ServerUnderTest) as start:
-        settings = dataclasses.replace(TtsSettings(host="127.0.0.1", port=0), engine="espeak")
-        yield await start(lambda telemetry: TtsService(settings, telemetry), settings, True)
 
 
 def raw_call(channel: aio.Channel, method: str, streaming: bool) -> Callable[[bytes], object]:
@@ -71,9 +61,9 @@ async def status_of(call: object) -> aio.AioRpcError:
 @pytest.mark.parametrize("payload", [INVALID_UTF8_TEXT, TRUNCATED, GARBAGE])
 @pytest.mark.parametrize(("method", "streaming"), [(SYNTHESIZE, True), (LIST_VOICES, False)])
 async def test_unparsable_bytes_are_invalid_argument_naming_the_message(
-    tts: Server, payload: bytes, method: str, streaming: bool
+    espeak_tts: Server, payload: bytes, method: str, streaming: bool
 ) -> None:
-    call = raw_call(tts.channel, method, streaming)(payload)
+    call = raw_call(espeak_tts.channel, method, streaming)(payload)
     error = await status_of(call)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     details = error.details() or ""
@@ -81,14 +71,14 @@ async def test_unparsable_bytes_are_invalid_argument_naming_the_message(
     assert "Traceback" not in details
 
 
-async def test_they_are_counted_with_their_status(tts: Server) -> None:
+async def test_they_are_counted_with_their_status(espeak_tts: Server) -> None:
     for payload in (INVALID_UTF8_TEXT, TRUNCATED):
-        await status_of(raw_call(tts.channel, SYNTHESIZE, True)(payload))
+        await status_of(raw_call(espeak_tts.channel, SYNTHESIZE, True)(payload))
 
     def refused() -> int:
         return sum(
             int(point.value)
-            for point in tts.metric_points("chorus.rpc.server.requests")
+            for point in espeak_tts.metric_points("chorus.rpc.server.requests")
             if point.attributes["rpc.method"] == "Synthesize"
             and point.attributes["rpc.grpc.status_code"] == "INVALID_ARGUMENT"
         )
@@ -97,18 +87,18 @@ async def test_they_are_counted_with_their_status(tts: Server) -> None:
 
 
 async def test_they_are_logged_without_a_traceback(
-    tts: Server, caplog: pytest.LogCaptureFixture
+    espeak_tts: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO):
-        await status_of(raw_call(tts.channel, SYNTHESIZE, True)(INVALID_UTF8_TEXT))
+        await status_of(raw_call(espeak_tts.channel, SYNTHESIZE, True)(INVALID_UTF8_TEXT))
     mentions = [record for record in caplog.records if "not a valid" in record.getMessage()]
     assert mentions, "the refusal is logged"
     assert all(record.exc_info is None for record in mentions)
     assert all(record.levelno < logging.ERROR for record in caplog.records)
 
 
-async def test_a_valid_request_still_parses(tts: Server) -> None:
-    call = raw_call(tts.channel, LIST_VOICES, False)(
+async def test_a_valid_request_still_parses(espeak_tts: Server) -> None:
+    call = raw_call(espeak_tts.channel, LIST_VOICES, False)(
         tts_pb2.ListVoicesRequest(language="en").SerializeToString()
     )
     reply = tts_pb2.ListVoicesResponse.FromString(await cast("Awaitable[bytes]", call))
