@@ -34,7 +34,7 @@ def decode_audio(message: prosody_pb2.Audio, max_seconds: float) -> tuple[Sample
     if kind == "wav":
         field = "audio.wav"
         try:
-            wav = read_wav(message.wav)
+            wav = read_wav(message.wav, max_seconds)
         except NotAudioError as error:
             raise InvalidArgument(field, str(error)) from None
         samples, form = wav.samples, AudioForm(wav.sample_rate, wav.subtype)

@@ -14,8 +14,9 @@ from opentelemetry import trace
 from services.common.admission import AdmissionController
 from services.common.cache import ResultCache, cache_key
 from services.common.errors import InvalidArgument
+from services.common.pcm import Samples
 from services.common.process_pool import ProcessPool
-from services.prosody.audio_messages import decode_audio, encode_audio
+from services.prosody.audio_messages import AudioForm, decode_audio, encode_audio
 from services.prosody.jobs import adjust_job, analyze_job
 from services.prosody.praat import AdjustParams, ConfidenceReport, Stage, assess
 from services.prosody.presets import DEFAULT_PRESET, PRESETS
@@ -62,9 +63,8 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
         if cached is not None:
             cached.cache_hit = True
             return cached
-        with self._tracer.start_as_current_span("prosody.decode"):
-            samples, form = decode_audio(request.audio, self._max_audio_s)
         async with self._admission.slot("Analyze"):
+            samples, form = await self._decode(request.audio)
             outcome = await self._pool.run(analyze_job, samples, form.sample_rate)
         self._record_stages(outcome.stages, outcome.worker_pid)
         analysis = outcome.analysis
@@ -87,6 +87,10 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
     ) -> prosody_pb2.AdjustResponse:
         """Adjust pitch, range, tempo and energy; fall back to the original when unsure."""
         preset, params = _requested_params(request)
+        if request.confidence_mode not in prosody_pb2.ConfidenceMode.values():
+            raise InvalidArgument(
+                "confidence_mode", f"{request.confidence_mode} is not a ConfidenceMode"
+            )
         check = request.confidence_mode != prosody_pb2.CONFIDENCE_MODE_SKIP
         threshold = request.min_confidence or self._min_confidence
         if not 0.0 <= threshold <= 1.0 or math.isnan(threshold):
@@ -110,11 +114,9 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
         if cached is not None:
             cached.cache_hit = True
             return cached
-        with self._tracer.start_as_current_span("prosody.decode"):
-            samples, form = decode_audio(request.audio, self._max_audio_s)
-
         budget = self._budget(context)
         async with self._admission.slot("Adjust"):
+            samples, form = await self._decode(request.audio)
             try:
                 outcome = await asyncio.wait_for(
                     self._pool.run(adjust_job, samples, form.sample_rate, params, check), budget
@@ -155,6 +157,13 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
             )
         await self._cache.put_message(key, response)
         return response
+
+    async def _decode(self, audio: prosody_pb2.Audio) -> tuple[Samples, AudioForm]:
+        """The request's audio, decoded in a thread while the caller holds an admission
+        slot: compressed WAV takes real time to decode, and no more requests decode at once
+        than admission lets run, so memory stays bounded (the header checks come first)."""
+        with self._tracer.start_as_current_span("prosody.decode"):
+            return await asyncio.to_thread(decode_audio, audio, self._max_audio_s)
 
     def _budget(self, context: Context) -> float:
         """The per-request budget, cut short by the caller's own deadline."""

@@ -5,7 +5,7 @@ import pytest
 import soundfile
 
 from services.common.wav import NotAudioError, read_wav, write_wav
-from tests.support.media import speech_recordings
+from tests.support.media import compressed_wav, seven_bit_wav, speech_recordings
 
 SPEECH = speech_recordings()[0]
 
@@ -55,4 +55,31 @@ def test_other_audio_containers_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "audio.flac"
     soundfile.write(path, np.zeros(100, dtype=np.float32), 8000, format="FLAC")
     with pytest.raises(NotAudioError, match="FLAC file, not WAV"):
+        read_wav(path.read_bytes())
+
+
+@pytest.mark.parametrize("subtype", ["GSM610", "IMA_ADPCM", "MS_ADPCM", "ULAW", "ALAW"])
+def test_compressed_wav_is_read_even_where_it_cannot_seek(subtype: str) -> None:
+    wav = read_wav(compressed_wav(subtype, seconds=1.5))
+    assert wav.subtype == subtype
+    assert wav.samples.size / wav.sample_rate == pytest.approx(1.5, abs=0.05)
+    assert np.abs(wav.samples).max() > 0.01
+
+
+def test_the_duration_limit_is_checked_from_the_header() -> None:
+    data = compressed_wav("IMA_ADPCM", seconds=61)
+    with pytest.raises(NotAudioError, match=r"61\.\d s is over the limit of 60 s"):
+        read_wav(data, max_seconds=60)
+    assert read_wav(data).samples.size > 0
+
+
+def test_an_odd_sample_size_is_refused() -> None:
+    with pytest.raises(NotAudioError, match="7 bits per sample is not supported"):
+        read_wav(seven_bit_wav())
+
+
+def test_too_many_channels_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "many.wav"
+    soundfile.write(path, np.zeros((100, 9), dtype=np.float32), 8000)
+    with pytest.raises(NotAudioError, match="9 channels"):
         read_wav(path.read_bytes())

@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind
 from services.common.pcm import SampleFormat, encode
 from services.common.wav import read_wav, write_wav
 from tests.prosody.harness import ProsodyServer, espeak_wav, recordings, wav_audio
+from tests.support.media import compressed_wav, seven_bit_wav
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -251,6 +252,9 @@ TONE = encode((np.sin(np.arange(16000) / 5) * 0.3).astype(np.float32), SampleFor
         ({"audio": raw(TONE), "energy_db": 40.0}, "energy_db"),
         ({"audio": raw(TONE), "preset": "party"}, "preset"),
         ({"audio": raw(TONE), "min_confidence": 1.5}, "min_confidence"),
+        ({"audio": raw(TONE), "confidence_mode": 99}, "confidence_mode"),
+        ({"audio": wav_audio(seven_bit_wav())}, "audio.wav"),
+        ({"audio": wav_audio(compressed_wav("IMA_ADPCM", seconds=61))}, "audio.wav"),
     ],
 )
 async def test_bad_input_is_invalid_argument_naming_the_field(
@@ -261,6 +265,19 @@ async def test_bad_input_is_invalid_argument_naming_the_field(
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (raised.value.details() or "").startswith(f"{field_named}:")
     assert prosody.service.admission.in_flight == 0
+
+
+@pytest.mark.parametrize("subtype", ["GSM610", "IMA_ADPCM", "MS_ADPCM", "ULAW"])
+async def test_compressed_wav_is_adjusted_and_comes_back_in_its_form(
+    prosody: ProsodyServer, subtype: str
+) -> None:
+    """GSM 6.10 cannot seek: it is read by frame count, not refused as INTERNAL."""
+    response = await adjust(prosody, audio=wav_audio(compressed_wav(subtype, seconds=2)))
+    back = read_wav(response.audio.wav)
+    assert back.subtype == subtype
+    assert back.sample_rate == 8000
+    analysis = await analyze(prosody, wav_audio(compressed_wav(subtype, seconds=2)))
+    assert analysis.duration_seconds == pytest.approx(2.0, abs=0.05)
 
 
 async def test_analyze_refuses_what_is_not_audio(prosody: ProsodyServer) -> None:
