@@ -2,8 +2,9 @@
 with a local Redis as their shared cache.
 
 Starts Redis and the services on their default ports, waits until each reports SERVING,
-prints where they listen (gRPC and Prometheus /metrics), and on Ctrl-C (or SIGTERM) stops
-them all gracefully.
+prints where they listen (gRPC and Prometheus /metrics), says so and restarts a service
+that dies (a few times: services.common.supervisor), and on Ctrl-C (or SIGTERM) stops them
+all gracefully.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import NamedTuple
 from services.common.launcher import ServiceProcess
 from services.common.local_redis import RedisServer
 from services.common.settings import ServerSettings
+from services.common.supervisor import Supervisor
 from services.orchestrator.settings import OrchestratorSettings
 from services.prosody.settings import ProsodySettings
 from services.tts.settings import TtsSettings
@@ -106,7 +108,10 @@ async def run_suite() -> int:
                 flush=True,
             )
         print("all services SERVING; Ctrl-C stops them", flush=True)
+        supervisor = Supervisor(processes, lambda line: print(line, flush=True))
+        watching = asyncio.create_task(supervisor.watch())
         await stop.wait()
+        watching.cancel()
         return 0
     except (RuntimeError, TimeoutError) as error:
         print(f"suite failed to start: {error}", file=sys.stderr)

@@ -67,8 +67,13 @@ class ServiceProcess:
             raise RuntimeError(f"{self.module} not started")
         return self._process.pid
 
+    @property
+    def exit_status(self) -> int | None:
+        """The status the child exited with; None while it runs (or before it started)."""
+        return None if self._process is None else self._process.poll()
+
     def start(self) -> None:
-        """Spawn the server; returns at once (see ``wait_healthy``)."""
+        """Spawn the server (again, after it exited); returns at once (see ``wait_healthy``)."""
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
             [sys.executable, "-m", self.module],
