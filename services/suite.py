@@ -10,9 +10,10 @@ all gracefully.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -80,6 +81,25 @@ def suite_processes(
     }
 
 
+@contextlib.asynccontextmanager
+async def running_suite(
+    processes: Mapping[str, ServiceProcess], healthy_within_s: float = 120.0
+) -> AsyncIterator[Mapping[str, ServiceProcess]]:
+    """Start ``processes``, wait until every one is SERVING, and on exit stop them all
+    (SIGTERM, so each drains, then wait): the one lifecycle of `make run`, the end-to-end
+    tests and the benchmarks."""
+    try:
+        for process in processes.values():
+            process.start()
+        await asyncio.gather(*(p.wait_healthy(healthy_within_s) for p in processes.values()))
+        yield processes
+    finally:
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            await asyncio.to_thread(process.wait)
+
+
 async def run_suite() -> int:
     """Start Redis and the services, wait for a signal, stop them; returns the exit status."""
     stop = asyncio.Event()
@@ -97,31 +117,24 @@ async def run_suite() -> int:
         metrics_ports,
     )
     try:
-        for process in processes.values():
-            process.start()
-        await asyncio.gather(*(process.wait_healthy() for process in processes.values()))
-        print(f"{'redis':<13} {redis.url}", flush=True)
+        async with running_suite(processes):
+            print(f"{'redis':<13} {redis.url}", flush=True)
+            for name, process in processes.items():
+                metrics = f"http://127.0.0.1:{metrics_ports[name]}/metrics"
+                log = LOG_DIR / f"{name}.log"
+                print(f"{name:<13} {process.address:<18} {metrics:<32} log {log}", flush=True)
+            print("all services SERVING; Ctrl-C stops them", flush=True)
+            supervisor = Supervisor(processes, lambda line: print(line, flush=True))
+            watching = asyncio.create_task(supervisor.watch())
+            await stop.wait()
+            watching.cancel()
         for name, process in processes.items():
-            metrics = f"http://127.0.0.1:{metrics_ports[name]}/metrics"
-            print(
-                f"{name:<13} {process.address:<18} {metrics:<32} log {LOG_DIR / f'{name}.log'}",
-                flush=True,
-            )
-        print("all services SERVING; Ctrl-C stops them", flush=True)
-        supervisor = Supervisor(processes, lambda line: print(line, flush=True))
-        watching = asyncio.create_task(supervisor.watch())
-        await stop.wait()
-        watching.cancel()
+            print(f"{name} stopped ({process.exit_status})", flush=True)
         return 0
     except (RuntimeError, TimeoutError) as error:
         print(f"suite failed to start: {error}", file=sys.stderr)
         return 1
     finally:
-        for process in processes.values():
-            process.terminate()
-        for name, process in processes.items():
-            status = await asyncio.to_thread(process.wait)
-            print(f"{name} stopped ({status})", flush=True)
         redis.stop()
 
 
