@@ -5,6 +5,7 @@ negative numbers, odd strings, garbage bytes), and serialised bytes flipped, cut
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -26,6 +27,7 @@ def field_values(field: FieldDescriptor, media: Sequence[bytes], depth: int) -> 
     """Any value a client can put in ``field`` (one element, for a repeated field)."""
     kind = field.type
     if kind == FieldDescriptor.TYPE_MESSAGE:
+        assert field.message_type is not None
         return message_dicts(field.message_type, media, depth + 1)
     if kind == FieldDescriptor.TYPE_ENUM:
         # Proto3 enums are open: numbers the server does not know arrive as they are.
@@ -75,7 +77,12 @@ def field_mutants(valid: Message, media: Sequence[bytes]) -> st.SearchStrategy[b
             _assign(message, name, value)
         return message.SerializeToString()
 
-    return message_dicts(valid.DESCRIPTOR, media).map(build)
+    return message_dicts(message_descriptor(valid), media).map(build)
+
+
+def message_descriptor(message: Message) -> Descriptor:
+    """``message``'s descriptor (the upb and Python descriptor types are one at run time)."""
+    return cast("Descriptor", message.DESCRIPTOR)
 
 
 def byte_mutants(valid: Message) -> st.SearchStrategy[bytes]:

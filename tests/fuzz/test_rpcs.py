@@ -123,11 +123,12 @@ async def send(channel: grpc.aio.Channel, rpc: Rpc, request: bytes) -> grpc.Stat
     """The status ``request``'s bytes end with, every response read."""
     try:
         if rpc.streaming:
-            stream = channel.unary_stream(rpc.path)(request, timeout=120)
-            async for _ in stream:
+            stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(rpc.path)
+            async for _ in stream(request, timeout=120):
                 pass
         else:
-            await channel.unary_unary(rpc.path)(request, timeout=120)
+            unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(rpc.path)
+            await unary(request, timeout=120)
     except grpc.aio.AioRpcError as error:
         return error.code()
     return grpc.StatusCode.OK
