@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from services.common.callers import CallerInterceptor
 from services.common.gpu_metrics import register_gpu_memory_gauges
 from services.common.interceptors import (
     ErrorMappingInterceptor,
@@ -148,6 +149,7 @@ async def start_server(
             RpcMetricsInterceptor(telemetry.meter, service.service_names),
             ErrorMappingInterceptor(),
             ReadinessInterceptor(readiness, service.service_names),
+            CallerInterceptor(service.service_names, settings.trust_caller_metadata),
         ],
         options=options,
     )

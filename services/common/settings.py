@@ -48,6 +48,20 @@ class ServerSettings:
     queue_timeout_s: float = dataclasses.field(
         default=1.0, metadata={"help": "longest a queued request waits for a slot"}
     )
+    caller_share: float = dataclasses.field(
+        default=0.5,
+        metadata={
+            "help": "most of max_in_flight one caller may hold (held and queued), in (0, 1]; "
+            "1 turns the per-caller limit off"
+        },
+    )
+    trust_caller_metadata: bool = dataclasses.field(
+        default=True,
+        metadata={
+            "help": "take the end caller from chorus-caller metadata (services that only the "
+            "orchestrator reaches); off at the edge, where a client could name anyone"
+        },
+    )
     cache_max_bytes: int = dataclasses.field(
         default=256 * 1024 * 1024, metadata={"help": "in-process result cache size; 0 disables"}
     )

@@ -15,6 +15,10 @@ class OrchestratorSettings(ServerSettings):
     metrics_port: int = dataclasses.field(
         default=9451, metadata={"help": "Prometheus /metrics port, on host; 0 turns it off"}
     )
+    trust_caller_metadata: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "the edge: callers are told apart by address, never by what they say"},
+    )
     tts_address: str = dataclasses.field(
         default="localhost:50052",
         metadata={"help": "tts: host:port, a comma list, or dns:///name:port for replicas"},

@@ -5,6 +5,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from services.common.admission import AdmissionController
+from services.common.callers import CALLER
 from services.common.errors import ResourceExhausted
 from tests.support.metrics import metric_points
 from tests.support.waiting import wait_until
@@ -110,3 +111,43 @@ async def test_cancelled_waiter_gives_its_place_back() -> None:
     release.set()
     await holder
     assert admission.in_flight == 0
+
+
+async def test_one_caller_holds_at_most_its_share() -> None:
+    reader = InMemoryMetricReader()
+    admission = AdmissionController(
+        max_in_flight=4,
+        max_queue=4,
+        queue_timeout_s=30.0,
+        meter=MeterProvider(metric_readers=[reader]).get_meter("test"),
+        caller_share=0.5,
+    )
+    release = asyncio.Event()
+
+    async def hold(caller: str) -> None:
+        CALLER.set(caller)  # each task runs in a copy of the context
+        async with admission.slot("M"):
+            await release.wait()
+
+    greedy = [asyncio.create_task(hold("greedy")) for _ in range(2)]
+    await wait_until(lambda: admission.held_by("greedy") == 2, "greedy's two slots")
+    CALLER.set("greedy")
+    with pytest.raises(ResourceExhausted, match="caller greedy holds 2 of the 4 slots"):
+        async with admission.slot("M"):
+            pass
+    CALLER.set("polite")
+    async with admission.slot("M"):
+        assert admission.in_flight == 3
+    release.set()
+    await asyncio.gather(*greedy)
+    assert admission.held_by("greedy") == 0
+    assert admission.in_flight == 0
+
+
+def test_the_share_is_a_fraction() -> None:
+    meter = MeterProvider().get_meter("test")
+    for share in (0.0, 1.5):
+        with pytest.raises(ValueError, match="caller_share"):
+            AdmissionController(
+                max_in_flight=1, max_queue=0, queue_timeout_s=1, meter=meter, caller_share=share
+            )
