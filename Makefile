@@ -42,6 +42,7 @@ bench: $(STAMP_GEN) $(STAMP_MODELS)
 	$(PY) -m bench.prosody
 	$(PY) -m bench.vision
 	$(PY) -m bench.e2e
+	$(PY) -m bench.admission
 
 proto: $(STAMP_GEN)
 
