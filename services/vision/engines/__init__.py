@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from services.vision.engines.base import MattingModel, PersonDetector
 from services.vision.settings import VisionSettings
 
-DETECTORS = ("opencv", "yolo")
-MATTING = ("grabcut", "birefnet")
+DETECTORS = ("mediapipe", "opencv", "yolo")
+MATTING = ("selfie", "grabcut", "birefnet")
 
 
 def create_detector(settings: VisionSettings) -> PersonDetector:
     """Build (not load) the detector named by ``settings.detector``."""
+    if settings.detector == "mediapipe":
+        from services.vision.engines.mediapipe_detector import MediaPipePersonDetector
+
+        return MediaPipePersonDetector(Path(settings.mediapipe_models))
     if settings.detector == "opencv":
         from services.vision.engines.opencv import OpenCvPersonDetector
 
@@ -26,6 +32,10 @@ def create_detector(settings: VisionSettings) -> PersonDetector:
 
 def create_matting(settings: VisionSettings, detector: PersonDetector) -> MattingModel:
     """Build (not load) the matting model named by ``settings.matting``."""
+    if settings.matting == "selfie":
+        from services.vision.engines.selfie import SelfieMatte
+
+        return SelfieMatte(Path(settings.mediapipe_models))
     if settings.matting == "grabcut":
         from services.vision.engines.opencv import GrabCutMatte
 

@@ -20,6 +20,14 @@ Matte = npt.NDArray[np.float32]
 """Alpha in [0, 1], shape (height, width); 1 is foreground."""
 
 
+def check_image(image: Image) -> None:
+    """Raise ValueError unless ``image`` is what engines take: RGB uint8 (height, width, 3)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"image must be RGB uint8 of shape (height, width, 3), got {image.dtype} {image.shape}"
+        )
+
+
 @dataclass(frozen=True)
 class Box:
     """An axis-aligned box in pixels: x to the right, y down."""

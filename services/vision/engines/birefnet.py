@@ -16,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from services.vision.engines.base import Box, Image, Matte, MattingModel
+from services.vision.engines.focus import focus_region
+from services.vision.engines.scores import logistic
 
 INPUT_SIDE = 1024
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -38,17 +40,6 @@ def providers_for(device: str, available: list[str]) -> list[str]:
             f"(available: {', '.join(available)}); install onnxruntime-gpu"
         )
     return ["CPUExecutionProvider"]
-
-
-def focus_region(focus: Box, height: int, width: int) -> tuple[int, int, int, int]:
-    """The pixel rows and columns (top, bottom, left, right) to matte for ``focus``."""
-    margin_x = (focus.x_max - focus.x_min) * FOCUS_MARGIN
-    margin_y = (focus.y_max - focus.y_min) * FOCUS_MARGIN
-    left = int(np.clip(np.floor(focus.x_min - margin_x), 0, width))
-    right = int(np.clip(np.ceil(focus.x_max + margin_x), 0, width))
-    top = int(np.clip(np.floor(focus.y_min - margin_y), 0, height))
-    bottom = int(np.clip(np.ceil(focus.y_max + margin_y), 0, height))
-    return top, bottom, left, right
 
 
 class BiRefNetMatte(MattingModel):
@@ -95,7 +86,7 @@ class BiRefNetMatte(MattingModel):
         height, width = image.shape[:2]
         if focus is None:
             return self._run(image)
-        top, bottom, left, right = focus_region(focus, height, width)
+        top, bottom, left, right = focus_region(focus, FOCUS_MARGIN, height, width)
         matte = np.zeros((height, width), dtype=np.float32)
         if bottom > top and right > left:
             matte[top:bottom, left:right] = self._run(image[top:bottom, left:right])
@@ -111,7 +102,8 @@ class BiRefNetMatte(MattingModel):
         batch = np.ascontiguousarray(normalised.transpose(2, 0, 1)[np.newaxis])
         outputs = self._session.run(None, {self._input_name: batch})
         logits: npt.NDArray[np.float32] = np.asarray(outputs[-1], dtype=np.float32)[0, 0]
-        # The tanh form of the sigmoid cannot overflow on large negative logits.
-        alpha = 0.5 * (1.0 + np.tanh(0.5 * logits))
-        restored: Matte = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
+        alpha = logistic(logits)
+        restored = np.asarray(
+            cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR), np.float32
+        )
         return np.clip(restored, 0.0, 1.0).astype(np.float32)

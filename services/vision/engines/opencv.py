@@ -1,20 +1,16 @@
 """Weight-free vision engines: only what ships inside the ``opencv-python-headless`` wheel.
 
-``OpenCvPersonDetector`` combines OpenCV's HOG people detector (full, upright bodies) with the
-Haar frontal-face cascade, because a portrait is usually head and shoulders, where HOG finds
-nothing; each face is grown into the box of the person it belongs to. ``GrabCutMatte`` cuts
-the person out with ``cv2.grabCut`` seeded from that box.
+``OpenCvPersonDetector`` combines OpenCV's HOG people detector (full, upright bodies; see
+``hog``) with the Haar frontal-face cascade, because a portrait is usually head and
+shoulders, where HOG finds nothing; each face is grown into the box of the person it belongs
+to. ``GrabCutMatte`` cuts the person out with ``cv2.grabCut`` seeded from that box.
 
-Scores. Neither classifier gives a probability, so each raw margin is squashed by a logistic
-``1 / (1 + exp(-(margin - centre) / spread))`` into [0, 1]:
-
-- HOG: the SVM margin (``weights`` of ``HOGDescriptor.detectMultiScale``, which keeps margins
-  above 0); centre 0.5, spread 0.5: margin 0 gives 0.27, 1 gives 0.73, 2 gives 0.95.
-- Haar: the boosted sum of the last stage (``levelWeights`` of
-  ``CascadeClassifier.detectMultiScale3`` with ``outputRejectLevels=True``); centre 3, spread 1.
-  Of scikit-image's LFW face crops (``lfw_subset``) the cascade finds 86 in 100, with margins
-  from 3.0 (5th percentile) through 6 (median) to 9.5 (95th), so nearly every found face
-  scores above 0.5; the astronaut's is 7.5 (0.99).
+Face scores. The cascade gives no probability, so the boosted sum of its last stage
+(``levelWeights`` of ``CascadeClassifier.detectMultiScale3`` with ``outputRejectLevels=True``)
+is squashed by a logistic ``1 / (1 + exp(-(margin - 3) / 1))`` into [0, 1]. Of
+scikit-image's LFW face crops (``lfw_subset``) the cascade finds 86 in 100, with margins from
+3.0 (5th percentile) through 6 (median) to 9.5 (95th), so nearly every found face scores
+above 0.5; the astronaut's is 7.5 (0.99).
 
 These are hand-set, not calibrated probabilities. Both classifiers also fire on some textures
 (scikit-image's coins and moon give false faces with margins of 5 to 6, about 0.9): a score
@@ -34,108 +30,42 @@ import cv2
 import cv2.data
 import numpy as np
 
-from services.vision.engines.base import Box, Detection, Image, Matte, MattingModel, PersonDetector
+from services.vision.engines.base import (
+    Box,
+    Detection,
+    Image,
+    Matte,
+    MattingModel,
+    PersonDetector,
+    check_image,
+)
+from services.vision.engines.hog import HogBodyDetector
+from services.vision.engines.person_boxes import (
+    FaceProportions,
+    clip,
+    face_to_person,
+    scale,
+    suppress,
+)
+from services.vision.engines.resizing import downscale
+from services.vision.engines.scores import logistic
 
 _FACE_CASCADE = "haarcascade_frontalface_default.xml"
 
 # The cascade's box holds the face from brows to chin, narrower than the head: shoulders span
 # about 3.5 such widths (measured on the astronaut), a person is 7 to 8 face heights tall,
 # and the hair starts about 0.6 face heights above the box.
-_FACE_TO_PERSON_WIDTH = 3.5
-_FACE_TO_PERSON_ABOVE = 0.6
-_FACE_TO_PERSON_BELOW = 7.0
+HAAR_FACE = FaceProportions(width=3.5, above=0.6, below=7.0)
 
-# Pyramid steps of 10% (OpenCV's examples use 5%) and faces of at least 32 pixels in the
-# 640-pixel working copy (the default is 24) take about half the time and still find the
-# astronaut's face.
-_HOG_SCALE_STEP = 1.1
+# Pyramid steps of 10% and faces of at least 32 pixels in the 640-pixel working copy (the
+# default is 24) take about half the time and still find the astronaut's face.
 _HAAR_SCALE_STEP = 1.1
 _HAAR_MIN_FACE = (32, 32)
-
-_HOG_CENTRE, _HOG_SPREAD = 0.5, 0.5
 _HAAR_CENTRE, _HAAR_SPREAD = 3.0, 1.0
-
-# Boxes overlapping this much (IoU), or one lying this much inside another (intersection over
-# the smaller box), are the same person: a face-grown box and a HOG box for one body rarely
-# reach a high IoU, but the smaller sits inside the larger.
-_NMS_IOU = 0.45
-_NMS_CONTAINED = 0.8
 
 # GrabCut needs background samples outside its rectangle to fit its colour model.
 _MIN_BACKGROUND_FRACTION = 0.05
 _FALLBACK_MARGIN = 0.1
-
-
-def _logistic(margin: float, centre: float, spread: float) -> float:
-    return 1.0 / (1.0 + math.exp(-(margin - centre) / spread))
-
-
-def _check_image(image: Image) -> None:
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(
-            f"image must be RGB uint8 of shape (height, width, 3), got {image.dtype} {image.shape}"
-        )
-
-
-def _downscale(image: Image, max_side: int) -> tuple[Image, float]:
-    """``image`` shrunk so its longest side is at most ``max_side``, and the factor used."""
-    height, width = image.shape[:2]
-    factor = min(1.0, max_side / max(height, width))
-    if factor == 1.0:
-        return image, 1.0
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8), factor
-
-
-def _clip(box: Box, width: float, height: float) -> Box:
-    return Box(
-        max(0.0, min(width, box.x_min)),
-        max(0.0, min(height, box.y_min)),
-        max(0.0, min(width, box.x_max)),
-        max(0.0, min(height, box.y_max)),
-    )
-
-
-def _intersection(a: Box, b: Box) -> float:
-    return Box(
-        max(a.x_min, b.x_min), max(a.y_min, b.y_min), min(a.x_max, b.x_max), min(a.y_max, b.y_max)
-    ).area
-
-
-def _same_person(a: Box, b: Box) -> bool:
-    inter = _intersection(a, b)
-    if inter <= 0.0:
-        return False
-    union = a.area + b.area - inter
-    smaller = min(a.area, b.area)
-    return inter / union >= _NMS_IOU or inter / smaller >= _NMS_CONTAINED
-
-
-def _suppress(detections: list[Detection]) -> list[Detection]:
-    """Greedy non-maximum suppression, best first."""
-    kept: list[Detection] = []
-    for candidate in sorted(detections, key=lambda d: d.score, reverse=True):
-        if not any(_same_person(candidate.box, k.box) for k in kept):
-            kept.append(candidate)
-    return kept
-
-
-def face_to_person(face: Box, width: float, height: float) -> Box:
-    """The box of the person whose face is ``face``, clipped to a ``width`` x ``height`` image."""
-    face_w = face.x_max - face.x_min
-    face_h = face.y_max - face.y_min
-    centre = (face.x_min + face.x_max) / 2
-    half = _FACE_TO_PERSON_WIDTH * face_w / 2
-    return _clip(
-        Box(
-            centre - half,
-            face.y_min - _FACE_TO_PERSON_ABOVE * face_h,
-            centre + half,
-            face.y_min + _FACE_TO_PERSON_BELOW * face_h,
-        ),
-        width,
-        height,
-    )
 
 
 class OpenCvPersonDetector(PersonDetector):
@@ -146,23 +76,21 @@ class OpenCvPersonDetector(PersonDetector):
     def __init__(self, max_side: int = 640) -> None:
         """Detect on a copy shrunk to ``max_side`` pixels on its longest side, for speed."""
         self._max_side = max_side
-        self._hog: cv2.HOGDescriptor | None = None
+        self._bodies = HogBodyDetector(max_side)
         self._faces: cv2.CascadeClassifier | None = None
         # CascadeClassifier keeps per-image working buffers in the object (its feature
         # evaluator is re-pointed at each image), so two threads inside detectMultiScale on
-        # one instance corrupt each other; HOGDescriptor keeps its SVM and OpenCL buffers as
-        # members and OpenCV promises no thread safety for it either. Each call already
-        # spreads over OpenCV's own worker threads, so serialising calls loses little.
+        # one instance corrupt each other. Each call already spreads over OpenCV's own
+        # worker threads, so serialising calls loses little.
         self._lock = threading.Lock()
 
     def load(self) -> None:
         """Build the HOG detector and read the face cascade shipped in the OpenCV wheel."""
-        for attribute in ("HOGDescriptor", "CascadeClassifier"):
-            if not hasattr(cv2, attribute):
-                raise RuntimeError(
-                    f"OpenCV {cv2.__version__} has no cv2.{attribute} (OpenCV 5 moved it out "
-                    "of the main module): the opencv detector needs opencv-python-headless 4.x"
-                )
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise RuntimeError(
+                f"OpenCV {cv2.__version__} has no cv2.CascadeClassifier (OpenCV 5 moved it "
+                "out of the main module): the opencv detector needs opencv-python-headless 4.x"
+            )
         path = Path(cv2.data.haarcascades) / _FACE_CASCADE
         if not path.is_file():
             raise RuntimeError(
@@ -172,10 +100,9 @@ class OpenCvPersonDetector(PersonDetector):
         faces = cv2.CascadeClassifier(str(path))
         if faces.empty():
             raise RuntimeError(f"face cascade {path} could not be read")
-        hog = cv2.HOGDescriptor()
-        hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector()))
+        self._bodies.load()
         with self._lock:
-            self._hog, self._faces = hog, faces
+            self._faces = faces
 
     def warm_up(self) -> None:
         """Detect once on a grey frame so OpenCV's thread pool and buffers exist."""
@@ -184,15 +111,14 @@ class OpenCvPersonDetector(PersonDetector):
     def detect(self, image: Image, score_threshold: float, max_detections: int) -> list[Detection]:
         """People in ``image`` scoring at least ``score_threshold``, best first, at most
         ``max_detections`` (0: no limit)."""
-        _check_image(image)
+        check_image(image)
         height, width = image.shape[:2]
-        small, factor = _downscale(image, self._max_side)
+        small, factor = downscale(image, self._max_side)
         small_height, small_width = small.shape[:2]
         grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
         with self._lock:
-            if self._hog is None or self._faces is None:
+            if self._faces is None:
                 raise RuntimeError("OpenCvPersonDetector.detect called before load()")
-            bodies, body_margins = self._find_bodies(self._hog, small)
             faces, _, face_margins = self._faces.detectMultiScale3(
                 grey,
                 scaleFactor=_HAAR_SCALE_STEP,
@@ -200,50 +126,25 @@ class OpenCvPersonDetector(PersonDetector):
                 minSize=_HAAR_MIN_FACE,
                 outputRejectLevels=True,
             )
-        found = [
-            Detection(
-                Box(float(x), float(y), float(x + w), float(y + h)),
-                _logistic(float(margin), _HOG_CENTRE, _HOG_SPREAD),
-            )
-            for (x, y, w, h), margin in zip(bodies, body_margins, strict=True)
-        ]
+        found = self._bodies.bodies(small)
         found += [
             Detection(
                 face_to_person(
-                    Box(float(x), float(y), float(x + w), float(y + h)), small_width, small_height
+                    Box(float(x), float(y), float(x + w), float(y + h)),
+                    HAAR_FACE,
+                    small_width,
+                    small_height,
                 ),
-                _logistic(float(margin), _HAAR_CENTRE, _HAAR_SPREAD),
+                logistic(float(margin), _HAAR_CENTRE, _HAAR_SPREAD),
             )
             for (x, y, w, h), margin in zip(faces, face_margins, strict=True)
         ]
         kept = [
-            Detection(self._to_original(d.box, factor, width, height), d.score)
-            for d in _suppress(found)
+            Detection(clip(scale(d.box, 1 / factor), width, height), d.score)
+            for d in suppress(found)
             if d.score >= score_threshold
         ]
         return kept[:max_detections] if max_detections > 0 else kept
-
-    @staticmethod
-    def _find_bodies(
-        hog: cv2.HOGDescriptor, image: Image
-    ) -> tuple[list[tuple[int, int, int, int]], list[float]]:
-        """HOG boxes (x, y, w, h) and SVM margins; none when the image is smaller than a window."""
-        window_width, window_height = hog.winSize
-        if image.shape[0] < window_height or image.shape[1] < window_width:
-            return [], []
-        boxes, margins = hog.detectMultiScale(
-            image, winStride=(8, 8), padding=(8, 8), scale=_HOG_SCALE_STEP
-        )
-        corners = [(int(x), int(y), int(w), int(h)) for x, y, w, h in boxes]
-        return corners, [float(m) for m in np.ravel(margins)]
-
-    @staticmethod
-    def _to_original(box: Box, factor: float, width: int, height: int) -> Box:
-        return _clip(
-            Box(box.x_min / factor, box.y_min / factor, box.x_max / factor, box.y_max / factor),
-            width,
-            height,
-        )
 
 
 class GrabCutMatte(MattingModel):
@@ -278,15 +179,15 @@ class GrabCutMatte(MattingModel):
     def matte(self, image: Image, focus: Box | None) -> Matte:
         """Alpha in [0, 1] of ``image``'s subject: inside ``focus`` when given, else the best
         person the detector finds, else a centred box covering most of the image."""
-        _check_image(image)
+        check_image(image)
         height, width = image.shape[:2]
         if focus is None:
             found = self._detector.detect(image, self._focus_score, 1)
             focus = found[0].box if found else self._centred(width, height)
-        focus = _clip(focus, width, height)
+        focus = clip(focus, width, height)
         if focus.area <= 0.0:
             raise ValueError(f"focus box {focus} does not overlap the {width}x{height} image")
-        small, factor = _downscale(image, self._max_side)
+        small, factor = downscale(image, self._max_side)
         small_height, small_width = small.shape[:2]
         rect = self._rect(focus, factor, small_width, small_height)
         mask = np.zeros((small_height, small_width), np.uint8)

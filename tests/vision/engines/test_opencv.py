@@ -11,7 +11,8 @@ import pytest
 import skimage.data
 
 from services.vision.engines.base import Box, Detection, Image, Matte
-from services.vision.engines.opencv import GrabCutMatte, OpenCvPersonDetector, face_to_person
+from services.vision.engines.opencv import HAAR_FACE, GrabCutMatte, OpenCvPersonDetector
+from services.vision.engines.person_boxes import face_to_person
 
 # Read off the astronaut photo with the boxes drawn on it: the orange suit reaches the left
 # edge near x 20 at the bottom and the shoulder ends near x 365; the helmet on the right
@@ -177,7 +178,7 @@ def test_concurrent_detection_matches_sequential(
 
 
 def test_face_grows_into_a_clipped_person_box() -> None:
-    person = face_to_person(Box(100, 50, 140, 90), 300, 200)
+    person = face_to_person(Box(100, 50, 140, 90), HAAR_FACE, 300, 200)
 
     assert person == Box(50, 26, 190, 200)
 
