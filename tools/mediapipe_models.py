@@ -26,9 +26,6 @@ MODELS = {
     "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite": (
         "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"
     ),
-    "mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite": (
-        "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd"
-    ),
     "mediapipe/modules/face_detection/face_detection_short_range.tflite": (
         "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
     ),
@@ -36,7 +33,9 @@ MODELS = {
         "8707eef0533987efc5b155d64761eeb6e20793f50b9bd1a68dad1cf4719d0ed8"
     ),
 }
-"""Wheel member -> SHA-256 of its bytes. Extracted as the member's file name."""
+"""Wheel member -> SHA-256 of its bytes. Extracted as the member's file name. (The wheel's
+landscape selfie model is left out: the square one over overlapping windows cut wide
+photos out better, see services/vision/engines/selfie_segmenter.py.)"""
 
 
 def sha256(path: Path) -> str:
