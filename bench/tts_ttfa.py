@@ -1,18 +1,24 @@
 """TTS benchmark: time to first audio (TTFA) and total latency over gRPC, printed as JSON.
 
-Starts the TTS server in a child process (as `make run` does), then drives it from this
-process with streaming clients at several concurrency levels, for a short and a long
-text. Baselines measured in the same run:
+For each engine asked for (by default piper, the default engine, against espeak, in the
+same run): measures the engine's real-time factor (``engine_realtime_x``: seconds of
+audio made per second, each text whole, in-process); starts the TTS server in a child
+process (as `make run` does), then drives it from this process with streaming clients at
+several concurrency levels, for a one-sentence and a five-sentence text. Each row gives
+TTFA and total latency percentiles, errors by status, and how many seconds of audio the
+server made per second (``realtime_x``; ``realtime_x_per_stream``, what each stream got:
+under 1, a listener hears it stall). Baselines measured in the same run:
 - the same engine and streaming pipeline called in-process (no gRPC): the ratio of the
   gRPC figures to these is the transport's overhead;
 - cache hits, from a second server with its result cache on.
 
-The engine is espeak unless ``--engine coqui`` asks for a Coqui model: ``--coqui-model``
-(a folder or a Coqui model name), or else a VITS with random weights built for the run,
-``--vits-size tiny`` (the tests' model) or ``base`` (VITS's own layer sizes, as released
-VITS models have them, so it runs at their speed).
+piper runs its configured voice (the packaged one unless ``CHORUS_PIPER_MODEL`` says
+otherwise). ``--engine coqui`` runs a Coqui model: ``--coqui-model`` (a folder or a Coqui
+model name), or else a VITS with random weights built for the run, ``--vits-size tiny``
+(the tests' model) or ``base`` (VITS's own layer sizes, as released VITS models have them,
+so it runs at their speed).
 
-    python -m bench.tts_ttfa [--requests 200] [--concurrency 1 4 16 64] [--timeout-s 30]
+    python -m bench.tts_ttfa [--engine piper espeak] [--requests N] [--concurrency 1 4 16]
     python -m bench.tts_ttfa --engine coqui [--vits-size base | --coqui-model PATH]
 """
 
@@ -22,6 +28,8 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
+import os
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -32,7 +40,7 @@ import grpc
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from opentelemetry.trace import NoOpTracer
 
-from bench.load import drive
+from bench.load import Load, drive
 from bench.report import print_report
 from services.common.launcher import ServiceProcess
 from services.common.pcm import SampleFormat
@@ -40,11 +48,21 @@ from services.tts.engine_scheduler import EngineScheduler
 from services.tts.engines import create_engine
 from services.tts.engines.base import SpeechEngine
 from services.tts.engines.coqui import CoquiEngine
+from services.tts.engines.piper import PiperEngine
+from services.tts.sentences import split_sentences
 from services.tts.settings import TtsSettings
 from services.tts.synthesis import SpeechStreamer, SynthesisSpec
 from tests.tts.tiny_vits import VITS_SIZES
 
-DEFAULT_CONCURRENCY = {"espeak": [1, 4, 16, 64], "coqui": [1, 4, 16]}
+DEFAULT_ENGINES = ["piper", "espeak"]
+DEFAULT_CONCURRENCY = [1, 4, 16]
+# Requests per scenario: a neural engine's long text takes seconds, espeak's milliseconds.
+DEFAULT_REQUESTS = {"espeak": 200, "piper": 30, "coqui": 50}
+
+# What piper is asked for on this 2-core machine.
+GOAL_TTFA_P50_C1_MS = 80.0
+GOAL_REALTIME_X = 8.0
+GOAL_CLEAN_CONCURRENCY = 16
 
 TEXTS = {
     "short": "Hello there, thanks for calling.",
@@ -54,7 +72,8 @@ TEXTS = {
         "being synthesised, so the listener hears audio almost at once. "
         "This longer passage has several sentences, about twenty seconds of speech, "
         "to show how latency grows with the length of the text. "
-        "The time to first audio should not grow with it at all."
+        "The time to first audio should not grow with it at all. "
+        "Every figure here comes from the same machine, in the same run."
     ),
 }
 
@@ -65,7 +84,7 @@ async def grpc_scenario(
     concurrency: int,
     requests: int,
     timeout_s: float = 30.0,
-) -> dict[str, object]:
+) -> Load:
     """``requests`` Synthesize calls spread over ``concurrency`` concurrent clients."""
     request = tts_pb2.SynthesizeRequest(text=text)
 
@@ -76,12 +95,12 @@ async def grpc_scenario(
                 first = time.perf_counter() - started
         return first
 
-    return (await drive(call, concurrency, requests)).summary()
+    return await drive(call, concurrency, requests)
 
 
 async def in_process_scenario(
     streamer: SpeechStreamer, engine: SpeechEngine, text: str, requests: int
-) -> dict[str, object]:
+) -> Load:
     """The same pipeline without gRPC, one request at a time: the baseline."""
     spec = SynthesisSpec(
         text=text,
@@ -99,7 +118,7 @@ async def in_process_scenario(
                 first = time.perf_counter() - started
         return first
 
-    return (await drive(call, 1, requests)).summary()
+    return await drive(call, 1, requests)
 
 
 async def run(
@@ -119,9 +138,15 @@ async def run(
     scheduler = EngineScheduler(1)
     await scheduler.run(0, engine.load)
     await scheduler.run(0, engine.warm_up)
+    audio_s: dict[str, float] = {}
+    engine_x: dict[str, float] = {}
+    for name, text in TEXTS.items():
+        audio_s[name], engine_x[name] = await engine_realtime(scheduler, engine, text)
+    results["audio_s"] = audio_s
+    results["engine_realtime_x"] = engine_x
     streamer = SpeechStreamer(engine, scheduler, NoOpTracer())
     baseline = {
-        name: await in_process_scenario(streamer, engine, text, requests)
+        name: summary(await in_process_scenario(streamer, engine, text, requests), audio_s[name])
         for name, text in TEXTS.items()
     }
     results["in_process"] = baseline
@@ -138,7 +163,11 @@ async def run(
         grpc_results: dict[str, dict[str, object]] = {}
         for name, text in TEXTS.items():
             grpc_results[name] = {
-                f"c{level}": await grpc_scenario(stub, text, level, max(requests, level), timeout_s)
+                f"c{level}": summary(
+                    await grpc_scenario(stub, text, level, max(requests, level), timeout_s),
+                    audio_s[name],
+                    level,
+                )
                 for level in levels
             }
         results["grpc"] = grpc_results
@@ -150,7 +179,10 @@ async def run(
         stub = tts_pb2_grpc.TextToSpeechStub(channel)
         await grpc_scenario(stub, TEXTS["short"], 1, 1)  # fills the cache
         results["grpc_cache_hit"] = {
-            "short_c1": await grpc_scenario(stub, TEXTS["short"], 1, requests, timeout_s)
+            "short_c1": summary(
+                await grpc_scenario(stub, TEXTS["short"], 1, requests, timeout_s),
+                audio_s["short"],
+            )
         }
 
     results["grpc_over_in_process_c1"] = {
@@ -161,6 +193,34 @@ async def run(
         for name in TEXTS
     }
     return results
+
+
+async def engine_realtime(
+    scheduler: EngineScheduler, engine: SpeechEngine, text: str, repeats: int = 5
+) -> tuple[float, float]:
+    """The seconds of audio ``text`` makes, and how many seconds of it the engine makes
+    a second (the median of ``repeats`` calls on the scheduler's thread): its real-time
+    factor, without the streamer or the transport."""
+    rate = engine.sample_rate
+    times: list[float] = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        audio = await scheduler.run(0, engine.speak_whole, text)
+        times.append(time.perf_counter() - started)
+    seconds = audio.size / rate
+    return round(seconds, 2), round(seconds / statistics.median(times), 1)
+
+
+def summary(load: Load, audio_s: float, concurrency: int = 1) -> dict[str, object]:
+    """``load``'s summary, with ``realtime_x``: the seconds of audio (``audio_s`` a
+    request) its requests made per second of wall time; and that over ``concurrency``,
+    what each stream got: under 1, a listener would hear the stream stall."""
+    realtime = audio_s * len(load.latencies) / load.wall_s
+    return {
+        **load.summary(),
+        "realtime_x": round(realtime, 1),
+        "realtime_x_per_stream": round(realtime / concurrency, 2),
+    }
 
 
 def _ratio(numerator: Any, denominator: Any, metric: str) -> float:
@@ -198,20 +258,95 @@ def coqui_model(model: str, vits_size: str) -> Iterator[tuple[str, dict[str, obj
         yield str(built), description
 
 
+def describe(engine: SpeechEngine, description: dict[str, object]) -> dict[str, object]:
+    """What was run: the model, how it ran, and its version."""
+    if isinstance(engine, CoquiEngine):
+        description = {
+            **description,
+            "architecture": engine.architecture,
+            "device": engine.device,
+        }
+    elif isinstance(engine, PiperEngine):
+        description = {
+            **description,
+            "voice": engine.voice.name,
+            "providers": engine.providers,
+            "copies": engine.copies,
+            "threads": engine.threads,
+            "decoded_in_windows": engine.windowed,
+        }
+    return {**description, "model_version": engine.model_version}
+
+
+def piper_goals(piper: dict[str, Any], levels: Sequence[int]) -> dict[str, object]:
+    """piper's figures against the goals set for it on this machine.
+
+    The real-time factor is judged on the stream a client gets at concurrency 1 (its
+    requests, over a minute or more of the run, average out the machine's noise); the
+    engine's own, from a few calls at one moment, is shown beside it.
+    """
+    grpc_rows = piper["grpc"]
+    ttfa = {name: grpc_rows[name]["c1"]["ttfa_ms"]["p50"] for name in TEXTS}
+    served = {name: grpc_rows[name]["c1"]["realtime_x"] for name in TEXTS}
+    goals: dict[str, object] = {
+        f"ttfa_p50_c1_under_{GOAL_TTFA_P50_C1_MS:g}_ms": {
+            "measured_ms": ttfa,
+            "met": all(value < GOAL_TTFA_P50_C1_MS for value in ttfa.values()),
+        },
+        f"realtime_x_at_least_{GOAL_REALTIME_X:g}": {
+            "grpc_stream_c1": served,
+            "engine_in_process": piper["engine_realtime_x"],
+            "met": all(value >= GOAL_REALTIME_X for value in served.values()),
+        },
+    }
+    if GOAL_CLEAN_CONCURRENCY in levels:
+        errors = {name: grpc_rows[name][f"c{GOAL_CLEAN_CONCURRENCY}"]["errors"] for name in TEXTS}
+        goals[f"no_errors_at_c{GOAL_CLEAN_CONCURRENCY}"] = {
+            "errors": errors,
+            "met": not any(errors.values()),
+        }
+    return goals
+
+
+def piper_over_espeak(piper: dict[str, Any], espeak: dict[str, Any]) -> dict[str, object]:
+    """p50 ratios of piper's gRPC figures to espeak's, per text and concurrency."""
+    return {
+        name: {
+            level: {
+                metric: _ratio(piper["grpc"][name][level], espeak["grpc"][name][level], metric)
+                for metric in ("ttfa_ms", "latency_ms")
+            }
+            for level in piper["grpc"][name]
+        }
+        for name in TEXTS
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark and print its JSON to stdout."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=200, help="requests per scenario")
     parser.add_argument(
-        "--concurrency",
-        type=int,
+        "--engine",
         nargs="+",
-        help="concurrent clients (default: 1 4 16 64 for espeak, 1 4 16 for coqui)",
+        choices=sorted(DEFAULT_REQUESTS),
+        default=DEFAULT_ENGINES,
+        help="engines to measure, one after the other (default: piper espeak)",
     )
     parser.add_argument(
-        "--timeout-s", type=float, default=30.0, help="deadline of each Synthesize call"
+        "--requests",
+        type=int,
+        help="requests per scenario (default: 30 for piper, 200 for espeak, 50 for coqui)",
     )
-    parser.add_argument("--engine", choices=sorted(DEFAULT_CONCURRENCY), default="espeak")
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=DEFAULT_CONCURRENCY, help="concurrent clients"
+    )
+    parser.add_argument(
+        "--timeout-s",
+        type=float,
+        default=120.0,
+        help="deadline of each Synthesize call (default 120 s: a listener's, longer than "
+        "the five-sentence text takes to play)",
+    )
     parser.add_argument(
         "--coqui-model", default="", help="coqui: a model folder or a Coqui model name"
     )
@@ -222,28 +357,38 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="coqui without --coqui-model: the size of the random-weight VITS to build",
     )
     args = parser.parse_args(argv)
-    levels = args.concurrency or DEFAULT_CONCURRENCY[args.engine]
-    header: dict[str, object] = {"engine": args.engine}
-    with contextlib.ExitStack() as stack:
-        settings, env = TtsSettings(), {}
-        description: dict[str, object] = {}
-        if args.engine == "coqui":
-            model, description = stack.enter_context(coqui_model(args.coqui_model, args.vits_size))
-            settings = TtsSettings(engine="coqui", coqui_model=model)
-            env = {"CHORUS_ENGINE": "coqui", "CHORUS_COQUI_MODEL": model}
-        engine = create_engine(settings)
-        figures = asyncio.run(run(engine, env, args.requests, levels, args.timeout_s))
-    if isinstance(engine, CoquiEngine):
-        header["model"] = {
-            **description,
-            "architecture": engine.architecture,
-            "device": engine.device,
-            "model_version": engine.model_version,
-        }
-    print_report(
-        "tts_ttfa",
-        {**header, "texts_chars": {name: len(text) for name, text in TEXTS.items()}, **figures},
-    )
+    # The machine is shared: how busy it was frames every figure.
+    load_before = os.getloadavg()[0]
+    engines: dict[str, dict[str, Any]] = {}
+    for name in args.engine:
+        with contextlib.ExitStack() as stack:
+            settings, env = TtsSettings(engine=name), {"CHORUS_ENGINE": name}
+            description: dict[str, object] = {}
+            if name == "coqui":
+                model, description = stack.enter_context(
+                    coqui_model(args.coqui_model, args.vits_size)
+                )
+                settings = TtsSettings(engine="coqui", coqui_model=model)
+                env["CHORUS_COQUI_MODEL"] = model
+            engine = create_engine(settings)
+            requests = args.requests or DEFAULT_REQUESTS[name]
+            figures = asyncio.run(run(engine, env, requests, args.concurrency, args.timeout_s))
+            engines[name] = {
+                "model": describe(engine, description),
+                "requests": requests,
+                **figures,
+            }
+    report: dict[str, object] = {
+        "load_average_1m": {"start": load_before, "end": os.getloadavg()[0]},
+        "texts_chars": {name: len(text) for name, text in TEXTS.items()},
+        "texts_sentences": {name: len(split_sentences(text)) for name, text in TEXTS.items()},
+        "engines": engines,
+    }
+    if "piper" in engines:
+        report["piper_goals"] = piper_goals(engines["piper"], args.concurrency)
+        if "espeak" in engines:
+            report["piper_over_espeak_p50"] = piper_over_espeak(engines["piper"], engines["espeak"])
+    print_report("tts_ttfa", report)
 
 
 if __name__ == "__main__":

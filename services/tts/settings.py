@@ -16,7 +16,7 @@ class TtsSettings(ServerSettings):
         default=9452, metadata={"help": "Prometheus /metrics port, on host; 0 turns it off"}
     )
     engine: str = dataclasses.field(
-        default="espeak", metadata={"help": "speech engine: espeak or coqui"}
+        default="piper", metadata={"help": "speech engine: piper, espeak or coqui"}
     )
     max_text_chars: int = dataclasses.field(
         default=5000, metadata={"help": "longest text accepted, in characters"}
@@ -34,6 +34,38 @@ class TtsSettings(ServerSettings):
     espeak_chunk_ms: int = dataclasses.field(
         default=60,
         metadata={"help": "espeak buffer length, the size of its chunks (60 ms is its least)"},
+    )
+    piper_model: str = dataclasses.field(
+        default="",
+        metadata={
+            "help": "piper engine: a Piper voice's .onnx file, its .onnx.json beside it "
+            "(empty: the packaged en_US-joe-medium voice)"
+        },
+    )
+    piper_sessions: int = dataclasses.field(
+        default=1,
+        metadata={
+            "help": "piper engine: copies of the model (ONNX Runtime sessions) running in "
+            "parallel (set engine_workers to match)"
+        },
+    )
+    piper_threads: int = dataclasses.field(
+        default=0,
+        metadata={
+            "help": "piper engine: threads of each copy (0: the CPUs this process may use, "
+            "shared out among the copies)"
+        },
+    )
+    piper_noise_scale: float | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "piper engine: noise scale (unset: the voice's own; 0 with "
+            "piper_noise_w 0 makes the same text sound the same every time)"
+        },
+    )
+    piper_noise_w: float | None = dataclasses.field(
+        default=None,
+        metadata={"help": "piper engine: noise of the phoneme durations (unset: the voice's own)"},
     )
     coqui_model: str = dataclasses.field(
         default="",

@@ -458,7 +458,7 @@ def test_gpu_overlay_runs_the_neural_engines_from_models(gpu: Rendered) -> None:
 
 def test_cpu_overlay_needs_no_gpu_and_no_models(cpu: Rendered) -> None:
     """On cpu nothing asks for a GPU, a GPU node or a models volume, and the engines are
-    the weight-free ones."""
+    the ones whose models come with the images: Piper's packaged voice, OpenCV's."""
     for deployment in cpu.of_kind("Deployment"):
         spec = pod_spec(deployment)
         assert "nodeSelector" not in spec
@@ -469,6 +469,13 @@ def test_cpu_overlay_needs_no_gpu_and_no_models(cpu: Rendered) -> None:
                 assert GPU not in container["resources"][kind], deployment["metadata"]["name"]
     assert not cpu.of_kind("PersistentVolumeClaim")
     tts = environment(cpu, server(cpu.get("Deployment", "tts")))
-    assert tts["CHORUS_ENGINE"] == "espeak"
+    assert tts["CHORUS_ENGINE"] == "piper"
+    assert tts["CHORUS_DEVICE"] == "cpu"
+    assert "CHORUS_PIPER_MODEL" not in tts  # the packaged voice
+    # The sessions' threads fit the container's CPU limit.
+    limit = float(server(cpu.get("Deployment", "tts"))["resources"]["limits"]["cpu"])
+    sessions, threads = int(tts["CHORUS_PIPER_SESSIONS"]), int(tts["CHORUS_PIPER_THREADS"])
+    assert sessions * threads <= limit
+    assert int(tts["CHORUS_ENGINE_WORKERS"]) == sessions
     vision = environment(cpu, server(cpu.get("Deployment", "vision")))
     assert (vision["CHORUS_DETECTOR"], vision["CHORUS_MATTING"]) == ("opencv", "grabcut")

@@ -1,5 +1,5 @@
-"""Fixtures: real TTS servers on loopback ports, stopped after each test, and model folders
-built in code for the coqui engine (built once per session, on first use)."""
+"""Fixtures: real TTS servers on loopback ports, stopped after each test, and models built
+in code for the coqui and piper engines (built once per session, on first use)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from tests.tts.harness import StartTts, TtsServer
 @pytest.fixture
 async def start_tts() -> AsyncIterator[StartTts]:
     """Start TTS servers with given settings overrides and optionally an engine: an
-    engine object to serve, or the name of one for the server to build from its settings."""
+    engine object to serve, or the name of one for the server to build from its settings.
+    Without either, the server runs espeak: most tests here are about the service's
+    plumbing, which the engine that loads in milliseconds shows best."""
     async with server_starter(TtsServer) as start_server:
 
         async def start(
@@ -29,7 +31,9 @@ async def start_tts() -> AsyncIterator[StartTts]:
             if isinstance(engine, str):
                 overrides["engine"] = engine
             engine_object = engine if isinstance(engine, SpeechEngine) else None
-            settings = dataclasses.replace(TtsSettings(host="127.0.0.1", port=0), **overrides)
+            settings = dataclasses.replace(
+                TtsSettings(host="127.0.0.1", port=0, engine="espeak"), **overrides
+            )
             return await start_server(
                 lambda telemetry: TtsService(settings, telemetry, engine_object), settings, load
             )
@@ -67,3 +71,21 @@ def tiny_xtts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tts.tiny_xtts import build_xtts
 
     return build_xtts(tmp_path_factory.mktemp("tiny-xtts"))
+
+
+@pytest.fixture(scope="session")
+def tiny_piper_voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A single-speaker Piper voice with a tiny tone model: its .onnx file."""
+    from tests.tts.tiny_piper import build_piper_voice
+
+    return build_piper_voice(tmp_path_factory.mktemp("tiny-piper"))
+
+
+@pytest.fixture(scope="session")
+def two_speaker_piper_voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Piper voice with two speakers, ``alice`` and ``bob``: its .onnx file."""
+    from tests.tts.tiny_piper import build_piper_voice
+
+    return build_piper_voice(
+        tmp_path_factory.mktemp("two-speaker-piper"), "xx_XX-duo-low", ("alice", "bob")
+    )

@@ -1,4 +1,8 @@
-"""The TTS server as `make run` starts it: a separate process, its client, SIGTERM."""
+"""The TTS server as `make run` starts it: a separate process, its client, SIGTERM.
+
+The process plumbing is shown on espeak, whose sixty-sentence stream ends in well under a
+second; one test starts the server as it comes, with its default engine, piper.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ LONG = " ".join(f"Sentence {i} keeps the stream busy for a while." for i in rang
 async def tts_process(tmp_path: Path) -> AsyncIterator[ServiceProcess]:
     # A drain grace far beyond a stream's length: a busy machine must not cut short the
     # stream a SIGTERM lets finish (the server exits as soon as its streams end).
-    env = {"CHORUS_GRACE_S": str(WAIT_S)}
+    env = {"CHORUS_GRACE_S": str(WAIT_S), "CHORUS_ENGINE": "espeak"}
     async with ServiceProcess("services.tts", env=env, log_path=tmp_path / "tts.log") as process:
         yield process
 
@@ -44,6 +48,25 @@ async def test_client_writes_a_wav_and_reports_ttfa(
         assert wav.getframerate() == 22050
         assert wav.getsampwidth() == 2
         assert 0.3 < wav.getnframes() / 22050 < 3
+
+
+async def test_the_default_server_speaks_with_the_packaged_piper_voice(tmp_path: Path) -> None:
+    async with (
+        ServiceProcess("services.tts", log_path=tmp_path / "tts.log") as process,
+        grpc.aio.insecure_channel(process.address) as channel,
+    ):
+        stub = tts_pb2_grpc.TextToSpeechStub(channel)
+        voices = await stub.ListVoices(tts_pb2.ListVoicesRequest(), timeout=WAIT_S)
+        assert voices.engine == "piper"
+        assert [voice.name for voice in voices.voices] == ["en_US-joe-medium"]
+        samples = 0
+        async for response in stub.Synthesize(
+            tts_pb2.SynthesizeRequest(text="Hello there."), timeout=WAIT_S
+        ):
+            samples += response.chunk.sample_count
+            if response.HasField("summary"):
+                assert response.summary.engine == "piper"
+        assert 0.3 < samples / 22050 < 3
 
 
 async def test_client_reports_bad_input_and_fails(

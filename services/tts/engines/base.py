@@ -31,14 +31,14 @@ class VoiceInfo:
 class SpeechEngine(ABC):
     """A text-to-speech model: loaded once per process, then asked for one sentence at a time.
 
-    Engines that stream inside a sentence (espeak) call the sink many times per sentence;
-    engines that cannot (most neural models) call it once with the whole sentence. The
-    caller splits text into sentences, so both kinds stream at sentence granularity or
-    better.
+    Engines that stream inside a sentence (espeak, piper) call the sink many times per
+    sentence; engines that cannot (most neural models) call it once with the whole
+    sentence. The caller splits text into sentences, so both kinds stream at sentence
+    granularity or better.
     """
 
     name: str
-    """Short engine identifier, as configured (``espeak``, ``coqui``)."""
+    """Short engine identifier, as configured (``piper``, ``espeak``, ``coqui``)."""
 
     default_voice: str
     """The voice used when a request names neither voice nor language."""

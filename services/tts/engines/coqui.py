@@ -24,7 +24,6 @@ import contextlib
 import logging
 import math
 import queue
-import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from services.common.devices import check_device_setting
 from services.common.errors import EngineError, InvalidArgument
 from services.tts.engines.base import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo, speaks
 from services.tts.engines.coqui_models import locate_model
@@ -46,7 +46,6 @@ ARCHITECTURES = ("vits", "xtts")
 DEFAULT_VOICE = "default"
 """The voice name of a model that has no named speakers."""
 
-_DEVICE_SETTING = re.compile(r"auto|cpu|cuda(:\d+)?")
 _WARM_UP_TEXT = "Warming up."
 # Coqui's Synthesizer.tts puts this many zero samples after every sentence it speaks.
 _SENTENCE_PAUSE_SAMPLES = 10000
@@ -96,8 +95,7 @@ class CoquiEngine(SpeechEngine):
         autocast on CUDA (ignored on the CPU). ``instances`` copies of the model run in
         parallel.
         """
-        if not _DEVICE_SETTING.fullmatch(device):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
+        check_device_setting(device)
         if instances < 1:
             raise ValueError(f"instances must be at least 1, not {instances}")
         self.default_voice = DEFAULT_VOICE

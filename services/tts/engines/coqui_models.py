@@ -9,10 +9,11 @@ it; a model that is not there fails with the path where it was looked for.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from services.common.fingerprint import fingerprint_files
 
 CHECKPOINT_NAMES = (
     "model.pth",
@@ -36,8 +37,6 @@ _SIDE_FILES = (
     "scale_stats.npy",
 )
 
-_HASH_BLOCK = 1 << 20
-
 
 @dataclass(frozen=True)
 class ModelFiles:
@@ -60,21 +59,12 @@ class ModelFiles:
         return architecture.lower()
 
     def fingerprint(self) -> str:
-        """SHA-256 over the config, the checkpoint and the side files present.
-
-        By content rather than by path or modification time, so replicas that hold the
-        same model agree on it (and share cached audio) and a changed model never does.
-        """
-        digest = hashlib.sha256()
+        """SHA-256 over the config, the checkpoint and the side files present (see
+        services.common.fingerprint)."""
         side_files = [self.folder / name for name in _SIDE_FILES]
-        for path in (self.config, self.checkpoint, *side_files):
-            if not path.is_file():
-                continue
-            digest.update(path.name.encode() + b"\0")
-            with path.open("rb") as stream:
-                while block := stream.read(_HASH_BLOCK):
-                    digest.update(block)
-        return digest.hexdigest()
+        return fingerprint_files(
+            path for path in (self.config, self.checkpoint, *side_files) if path.is_file()
+        )
 
 
 def is_model_name(model: str) -> bool:

@@ -365,13 +365,14 @@ def test_settings_choose_and_configure_the_engine(tiny_vits_dir: Path) -> None:
     assert engine.model_version.split()[3] == tiny_vits_dir.name
 
 
-def test_the_espeak_engine_does_not_import_torch() -> None:
+@pytest.mark.parametrize("engine", ["espeak", "piper"])
+def test_the_other_engines_do_not_import_torch(engine: str) -> None:
     script = textwrap.dedent(
-        """
+        f"""
         import sys
         from services.tts.engines import create_engine
         from services.tts.settings import TtsSettings
-        create_engine(TtsSettings()).load()
+        create_engine(TtsSettings(engine={engine!r})).load()
         assert "torch" not in sys.modules, "torch imported"
         assert "TTS" not in sys.modules, "coqui imported"
         """
