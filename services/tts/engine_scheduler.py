@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,14 @@ class EngineScheduler:
         """Stop the threads once the calls running now finish; queued calls are dropped."""
         for _ in self._threads:
             self._jobs.put(_Job(_STOP_PRIORITY, next(self._sequence), None, None))
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait (blocking) up to ``timeout_s`` in all for the threads to end after
+        ``shutdown``; True if they all did."""
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _work(self) -> None:
         while True:

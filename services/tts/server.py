@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -21,6 +22,8 @@ from services.tts.synthesis import SpeechStreamer
 
 logger = logging.getLogger(__name__)
 
+# Long enough for a cancelled synthesis to notice (engines stop within one piece).
+ENGINE_STOP_TIMEOUT_S = 5.0
 SERVICE_NAME = tts_pb2.DESCRIPTOR.services_by_name["TextToSpeech"].full_name
 
 
@@ -67,9 +70,13 @@ class TtsService:
         logger.info("engine %s ready (%s)", self.engine.name, self.engine.model_version)
 
     async def close(self) -> None:
-        """Close the cache's connections and the engine's thread."""
+        """Close the cache's connections and stop the engine's threads, waiting (a few
+        seconds at most) for a synthesis in flight to end: a native runtime (ONNX Runtime)
+        torn down under a running inference at interpreter exit aborts the process."""
         await self.cache.close()
         self._scheduler.shutdown()
+        if not await asyncio.to_thread(self._scheduler.join, ENGINE_STOP_TIMEOUT_S):
+            logger.warning("engine threads still busy after %g s", ENGINE_STOP_TIMEOUT_S)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

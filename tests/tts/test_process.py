@@ -112,3 +112,22 @@ async def test_client_names_an_unreachable_server(tmp_path: Path) -> None:
     )  # fmt: skip
     assert completed.returncode == 1
     assert f"cannot reach {address}" in completed.stderr
+
+
+async def test_sigterm_with_streams_in_flight_exits_cleanly_on_piper(tmp_path: Path) -> None:
+    """ONNX Runtime torn down under a running inference at exit aborted the process
+    ("terminate called without an active exception", status -6): the server waits for its
+    engine threads before it exits."""
+    log = tmp_path / "tts.log"
+    process = ServiceProcess("services.tts", env={"CHORUS_GRACE_S": "1"}, log_path=log)
+    async with process, grpc.aio.insecure_channel(process.address) as channel:
+        stub = tts_pb2_grpc.TextToSpeechStub(channel)
+        readers = [stub.Synthesize(tts_pb2.SynthesizeRequest(text=LONG)) for _ in range(3)]
+        for reader in readers:
+            # The first chunk: the engine is at work on these streams now.
+            await reader.read()
+        process.terminate()
+        status = await asyncio.to_thread(process.wait, WAIT_S)
+        for reader in readers:
+            reader.cancel()
+    assert status == 0, log.read_text()[-2000:]
