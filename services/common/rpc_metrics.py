@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -21,6 +22,19 @@ if TYPE_CHECKING:
         StreamBehavior,
         UnaryBehavior,
     )
+
+# A server sees a caller's deadline pass as a cancellation when the caller's deadline passes
+# first, which it usually does: gRPC sends the timeout rounded up to three significant
+# digits (1 s arrives as 1.01 s, 1.234 s as 1.24 s), so the server's deadline falls up to
+# 1% of the timeout after the caller's; and the call's headers, which start the server's
+# clock, and the cancellation reach the server with delays that differ on a busy host
+# (measured: up to 60 ms on two shared cores). So a cancellation that lands within 1% of
+# the timeout plus a delivery allowance of 200 ms before the server's deadline counts as the
+# deadline; the allowance is capped at half the timeout, so that a short call cancelled in
+# its first half still counts as cancelled.
+_TIMEOUT_ROUNDING = 0.01
+_DELIVERY_ALLOWANCE_S = 0.2
+_DELIVERY_ALLOWANCE_SHARE = 0.5
 
 
 class RpcMetricsInterceptor(aio.ServerInterceptor):
@@ -77,12 +91,13 @@ class RpcMetricsInterceptor(aio.ServerInterceptor):
     @contextlib.contextmanager
     def _measuring(self, method: str, context: aio.ServicerContext[Any, Any]) -> Iterator[None]:
         started = time.perf_counter()
+        deadline = _CallerDeadline.of(context)
         try:
             yield
         except BaseException as error:
-            self._record(method, started, _final_status(context, error))
+            self._record(method, started, _final_status(context, deadline, error))
             raise
-        self._record(method, started, _final_status(context, None))
+        self._record(method, started, _final_status(context, deadline, None))
 
     def _record(self, method: str, started: float, status: grpc.StatusCode) -> None:
         service, _, name = method.removeprefix("/").partition("/")
@@ -95,18 +110,48 @@ class RpcMetricsInterceptor(aio.ServerInterceptor):
         self._duration.record(time.perf_counter() - started, attributes)
 
 
+@dataclass(frozen=True)
+class _CallerDeadline:
+    """The caller's deadline, as the server can know it: taken when the call starts."""
+
+    at: float
+    """When the server's deadline passes, on the monotonic clock."""
+    tolerance_s: float
+    """How long before ``at`` the caller's own deadline may pass (see _TIMEOUT_ROUNDING)."""
+
+    @classmethod
+    def of(cls, context: aio.ServicerContext[Any, Any]) -> _CallerDeadline | None:
+        """The deadline of the call ``context`` serves; None when the caller set none."""
+        # time_remaining() is typed float but is None without a deadline.
+        remaining: float | None = context.time_remaining()
+        if remaining is None:
+            return None
+        allowance_s = min(_DELIVERY_ALLOWANCE_S, remaining * _DELIVERY_ALLOWANCE_SHARE)
+        return cls(
+            at=time.monotonic() + remaining,
+            tolerance_s=remaining * _TIMEOUT_ROUNDING + allowance_s,
+        )
+
+    def passed(self) -> bool:
+        """Whether the caller's deadline has passed, within the rounding tolerance: a
+        cancellation landing now is the caller's deadline, not a cancel."""
+        return time.monotonic() >= self.at - self.tolerance_s
+
+
 def _final_status(
-    context: aio.ServicerContext[Any, Any], error: BaseException | None
+    context: aio.ServicerContext[Any, Any],
+    deadline: _CallerDeadline | None,
+    error: BaseException | None,
 ) -> grpc.StatusCode:
     """The status an RPC ends with, given how its handler ended (``error`` None: returned).
 
     gRPC cancels the handler's task when the client cancels, the deadline passes or the
     server stops; a stream whose task is cancelled between messages is closed instead
-    (GeneratorExit).
+    (GeneratorExit). A client's cancellation looks the same whether the client's code or
+    its deadline sent it: only its timing tells them apart.
     """
     if isinstance(error, asyncio.CancelledError | GeneratorExit):
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
+        if deadline is not None and deadline.passed():
             return grpc.StatusCode.DEADLINE_EXCEEDED
         return grpc.StatusCode.CANCELLED
     if error is None or isinstance(error, aio.AbortError):

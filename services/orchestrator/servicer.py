@@ -22,6 +22,7 @@ from services.common.errors import ChorusError, InvalidArgument
 from services.common.pcm import SampleFormat, decode
 from services.common.validation import required_text
 from services.common.wav import write_wav
+from services.orchestrator.call_scope import CallScope
 from services.orchestrator.speech import SAMPLE_RATE, Adjusted, SpeechClient
 from services.orchestrator.upstreams import Upstream
 from services.tts.sentences import split_sentences
@@ -75,6 +76,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         rate = request.sample_rate_hz or SAMPLE_RATE
         started = time.perf_counter()
         span = trace.get_current_span()
+        scope = CallScope.open(context)
         async with self._admission.slot("Speak"):
             yield pb.SpeakResponse(
                 format=audio_pb2.AudioFormat(
@@ -85,7 +87,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             samples = 0
             first_at = last_at = 0.0
             if request.preset:
-                pieces = self._adjusted_sentences(request, text, rate, context, summary)
+                pieces = self._adjusted_sentences(request, text, rate, context, scope, summary)
             else:
                 pieces = self._speech.stream(
                     text, request.voice, request.language, rate, context.time_remaining()
@@ -118,41 +120,38 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         text: str,
         rate: int,
         context: Context,
+        scope: CallScope,
         summary: pb.SpeakSummary,
     ) -> AsyncGenerator[bytes, None]:
         """Each sentence synthesised then adjusted, later sentences made meanwhile."""
         sentences = split_sentences(text)
         made: list[asyncio.Task[bytes]] = []
-        try:
-            for index in range(len(sentences)):
-                while len(made) < min(len(sentences), index + _SENTENCES_AHEAD):
-                    made.append(
-                        asyncio.create_task(
-                            self._speech.synthesize(
-                                sentences[len(made)],
-                                request.voice,
-                                request.language,
-                                rate,
-                                context.time_remaining(),
-                            )
+        for index in range(len(sentences)):
+            while len(made) < min(len(sentences), index + _SENTENCES_AHEAD):
+                made.append(
+                    scope.task(
+                        self._speech.synthesize(
+                            sentences[len(made)],
+                            request.voice,
+                            request.language,
+                            rate,
+                            context.time_remaining(),
                         )
                     )
-                pcm = await made[index]
-                adjusted = await self._speech.adjust(
-                    pcm, rate, request.preset, context.time_remaining()
                 )
-                summary.sentences.append(
-                    pb.SentenceProsody(
-                        index=index,
-                        confidence=adjusted.confidence.score,
-                        fallback=adjusted.fallback,
-                        fallback_reason=adjusted.fallback_reason,
-                    )
+            pcm = await made[index]
+            adjusted = await self._speech.adjust(
+                pcm, rate, request.preset, context.time_remaining()
+            )
+            summary.sentences.append(
+                pb.SentenceProsody(
+                    index=index,
+                    confidence=adjusted.confidence.score,
+                    fallback=adjusted.fallback,
+                    fallback_reason=adjusted.fallback_reason,
                 )
-                yield adjusted.pcm
-        finally:
-            for task in made:
-                task.cancel()
+            )
+            yield adjusted.pcm
 
     async def ComposeMessage(
         self, request: pb.ComposeMessageRequest, context: Context
@@ -161,6 +160,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         text = required_text(request.text, "text", self._max_text_chars)
         if not request.photo:
             raise InvalidArgument("photo", "is empty")
+        scope = CallScope.open(context)
         started = time.perf_counter()
         events: asyncio.Queue[pb.Progress] = asyncio.Queue()
         timings: dict[pb.Stage.ValueType, float] = {}
@@ -226,47 +226,43 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                 raise self._vision.error(error) from None
 
         async with self._admission.slot("ComposeMessage"):
-            speech_task = asyncio.create_task(speech())
-            vision_task = asyncio.create_task(stage(pb.STAGE_VISION, vision()))
-            try:
-                pending: set[asyncio.Task[Any]] = {speech_task, vision_task}
-                while pending:
-                    getter = asyncio.create_task(events.get())
-                    done, _ = await asyncio.wait(
-                        {getter, *pending}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if getter in done:
-                        yield pb.ComposeMessageResponse(progress=getter.result())
-                    else:
-                        getter.cancel()
-                    pending -= done
-                while not events.empty():
-                    yield pb.ComposeMessageResponse(progress=events.get_nowait())
-                pcm, adjusted = speech_task.result()  # speech failing fails the request
-                result = pb.ComposedMessage(
-                    audio_wav=write_wav(decode(pcm, SampleFormat.S16LE), SAMPLE_RATE),
-                    timings=[pb.StageTiming(stage=k, seconds=v) for k, v in timings.items()],
+            speech_task = scope.task(speech())
+            vision_task = scope.task(stage(pb.STAGE_VISION, vision()))
+            pending: set[asyncio.Task[Any]] = {speech_task, vision_task}
+            while pending:
+                getter = scope.task(events.get())
+                done, _ = await asyncio.wait(
+                    {getter, *pending}, return_when=asyncio.FIRST_COMPLETED
                 )
-                if adjusted is not None:
-                    result.prosody_confidence.CopyFrom(adjusted.confidence)
-                    result.prosody_fallback = adjusted.fallback
-                elif request.preset:
-                    result.partial = True
-                    result.missing.append("prosody")
-                try:
-                    portrait = vision_task.result()
-                except ChorusError:
-                    result.partial = True
-                    result.missing.append("vision")
+                if getter in done:
+                    yield pb.ComposeMessageResponse(progress=getter.result())
                 else:
-                    result.cutout_png = portrait.cutout_png
-                    result.detections.extend(portrait.detections)
-                result.total_seconds = time.perf_counter() - started
-                result.trace_id = _trace_id()
-                yield pb.ComposeMessageResponse(result=result)
-            finally:
-                for task in (speech_task, vision_task):
-                    task.cancel()
+                    getter.cancel()
+                pending -= done
+            while not events.empty():
+                yield pb.ComposeMessageResponse(progress=events.get_nowait())
+            pcm, adjusted = speech_task.result()  # speech failing fails the request
+            result = pb.ComposedMessage(
+                audio_wav=write_wav(decode(pcm, SampleFormat.S16LE), SAMPLE_RATE),
+                timings=[pb.StageTiming(stage=k, seconds=v) for k, v in timings.items()],
+            )
+            if adjusted is not None:
+                result.prosody_confidence.CopyFrom(adjusted.confidence)
+                result.prosody_fallback = adjusted.fallback
+            elif request.preset:
+                result.partial = True
+                result.missing.append("prosody")
+            try:
+                portrait = vision_task.result()
+            except ChorusError:
+                result.partial = True
+                result.missing.append("vision")
+            else:
+                result.cutout_png = portrait.cutout_png
+                result.detections.extend(portrait.detections)
+            result.total_seconds = time.perf_counter() - started
+            result.trace_id = _trace_id()
+            yield pb.ComposeMessageResponse(result=result)
 
     async def SynthesizeBatch(
         self, request: pb.SynthesizeBatchRequest, context: Context
@@ -286,6 +282,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         if request.max_concurrency < 0:
             raise InvalidArgument("max_concurrency", f"{request.max_concurrency} is negative")
         limit = asyncio.Semaphore(request.max_concurrency or self._batch_concurrency)
+        scope = CallScope.open(context)
 
         async def segment(index: int, text: str) -> pb.SynthesizeBatchResponse:
             async with limit:
@@ -309,13 +306,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                 )
 
         async with self._admission.slot("SynthesizeBatch"):
-            tasks = [asyncio.create_task(segment(i, text)) for i, text in enumerate(texts)]
-            try:
-                for finished in asyncio.as_completed(tasks):
-                    yield await finished
-            finally:
-                for task in tasks:
-                    task.cancel()
+            tasks = [scope.task(segment(i, text)) for i, text in enumerate(texts)]
+            for finished in asyncio.as_completed(tasks):
+                yield await finished
 
 
 def _trace_id() -> str:

@@ -17,6 +17,7 @@ from services.common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from services.orchestrator.call_scope import call_scope_interceptors
 
 # gRPC's own retries: a call is retried only while no response has arrived, which is the
 # rule for streams (a retried stream would replay audio the caller already has).
@@ -53,7 +54,8 @@ def service_config(service: str) -> str:
 
 
 class Upstream:
-    """One inner service: its name for errors, and the one channel every call shares."""
+    """One inner service: its name for errors, and the one channel every call shares
+    (each call owned by the CallScope of the RPC it is made for)."""
 
     def __init__(
         self, name: str, addresses: str, service: str, tracer_provider: TracerProvider
@@ -66,7 +68,10 @@ class Upstream:
                 ("grpc.enable_retries", 1),
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ],
-            interceptors=aio_client_interceptors(tracer_provider=tracer_provider),
+            interceptors=[
+                *aio_client_interceptors(tracer_provider=tracer_provider),
+                *call_scope_interceptors(),
+            ],
         )
 
     def error(self, error: grpc.aio.AioRpcError) -> ChorusError:

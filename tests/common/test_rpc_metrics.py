@@ -23,7 +23,7 @@ from services.common.settings import ServerSettings
 from services.common.telemetry import Telemetry
 from services.tts.server import SERVICE_NAME
 from tests.support.service_harness import ServerUnderTest, server_starter
-from tests.support.waiting import poll
+from tests.support.waiting import WAIT_S, poll, wait_until
 
 LIST_VOICES = f"/{SERVICE_NAME}/ListVoices"
 SYNTHESIZE = f"/{SERVICE_NAME}/Synthesize"
@@ -33,6 +33,8 @@ class ScriptedTts(tts_pb2_grpc.TextToSpeechServicer):
     """Ends each RPC the way its request's language (ListVoices) or text (Synthesize) says."""
 
     def __init__(self) -> None:
+        self.slow_calls = 0
+        """"slow" calls whose handler has started."""
         self.slow_handler_s: list[float] = []
         """How long each "slow" call's handler ran before gRPC cancelled it."""
 
@@ -44,6 +46,7 @@ class ScriptedTts(tts_pb2_grpc.TextToSpeechServicer):
         if request.language == "bug":
             raise RuntimeError("a bug")
         if request.language == "slow":
+            self.slow_calls += 1
             entered = time.perf_counter()
             try:
                 await asyncio.Event().wait()  # never set: only the deadline ends this call
@@ -131,6 +134,13 @@ async def list_voices(server: Server, language: str, deadline_s: float = 10) -> 
     return grpc.StatusCode.OK
 
 
+# Deadlines that gRPC sends as they are (under a second, in milliseconds) and rounded up
+# (from a second on, to three significant digits: 1.0 s arrives as 1.01 s): then the
+# server's deadline falls after the client's, and the client's cancellation, sent at its
+# own deadline, reaches the server first.
+DEADLINES_S = (0.2, 0.5, 1.0, 1.234, 2.0)
+
+
 async def test_unary_rpcs_are_counted_with_the_status_the_caller_got(
     start_scripted: StartScripted,
 ) -> None:
@@ -138,15 +148,15 @@ async def test_unary_rpcs_are_counted_with_the_status_the_caller_got(
     assert await list_voices(server, "") == grpc.StatusCode.OK
     assert await list_voices(server, "bad") == grpc.StatusCode.INVALID_ARGUMENT
     assert await list_voices(server, "bug") == grpc.StatusCode.INTERNAL
-    # The handler waits for ever, so only the deadline ends this call. Under a second on
-    # purpose: gRPC sends a deadline of a second or more rounded up (to 10 ms, 100 ms, ...),
-    # so the server's own deadline falls after the client's, the client's cancellation
-    # arrives first, and the server cannot tell it from a plain cancel.
-    assert await list_voices(server, "slow", deadline_s=0.5) == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The handler waits for ever, so only the deadline ends these calls.
+    for deadline_s in DEADLINES_S:
+        assert await list_voices(server, "slow", deadline_s) == grpc.StatusCode.DEADLINE_EXCEEDED
 
     expected = {
-        (LIST_VOICES, status): 1
-        for status in ("OK", "INVALID_ARGUMENT", "INTERNAL", "DEADLINE_EXCEEDED")
+        (LIST_VOICES, "OK"): 1,
+        (LIST_VOICES, "INVALID_ARGUMENT"): 1,
+        (LIST_VOICES, "INTERNAL"): 1,
+        (LIST_VOICES, "DEADLINE_EXCEEDED"): len(DEADLINES_S),
     }
     assert await settled(server, expected) == expected
     durations = {
@@ -157,13 +167,28 @@ async def test_unary_rpcs_are_counted_with_the_status_the_caller_got(
         "OK": 1,
         "INVALID_ARGUMENT": 1,
         "INTERNAL": 1,
-        "DEADLINE_EXCEEDED": 1,
+        "DEADLINE_EXCEEDED": len(DEADLINES_S),
     }
     assert all(point.sum > 0 for point in durations.values())
-    # The duration runs from the call to its status: it covers all the time the handler
+    # The duration runs from the call to its status: it covers all the time the handlers
     # spent waiting for the deadline (no absolute figure: the machine may be slow).
-    [slow_handler_s] = server.service.servicer.slow_handler_s
-    assert durations["DEADLINE_EXCEEDED"].sum >= slow_handler_s
+    assert durations["DEADLINE_EXCEEDED"].sum >= sum(server.service.servicer.slow_handler_s)
+
+
+async def test_a_unary_rpc_the_client_cancels_is_counted_as_cancelled(
+    start_scripted: StartScripted,
+) -> None:
+    server = await start_scripted(True)
+    # A plain channel: through OpenTelemetry's client interceptor, cancelling a unary call
+    # before its response arrives does not cancel the RPC.
+    async with aio.insecure_channel(server.address) as channel:
+        stub = tts_pb2_grpc.TextToSpeechStub(channel)
+        # A deadline far beyond the cancel: no rounding tolerance reaches back to it.
+        call = stub.ListVoices(tts_pb2.ListVoicesRequest(language="slow"), timeout=WAIT_S)
+        await wait_until(lambda: server.service.servicer.slow_calls > 0, "the slow handler")
+        call.cancel()
+        expected = {(LIST_VOICES, "CANCELLED"): 1}
+        assert await settled(server, expected) == expected
 
 
 @pytest.mark.parametrize("pace", ["paced", "busy"])
@@ -177,6 +202,24 @@ async def test_a_stream_the_client_cancels_is_counted_as_cancelled(
     await call.read()
     call.cancel()
     expected = {(SYNTHESIZE, "CANCELLED"): 1}
+    assert await settled(server, expected) == expected
+
+
+@pytest.mark.parametrize("pace", ["paced", "busy"])
+async def test_a_stream_past_its_deadline_is_counted_as_deadline_exceeded(
+    start_scripted: StartScripted, pace: str
+) -> None:
+    server = await start_scripted(True)
+    stub = tts_pb2_grpc.TextToSpeechStub(server.channel)
+    call = stub.Synthesize(tts_pb2.SynthesizeRequest(text=pace), timeout=1.0)
+    if pace == "paced":
+        # Read all along: the deadline finds the servicer between chunks. Unread ("busy"),
+        # the stream fills the send window and the deadline finds it blocked in gRPC.
+        with pytest.raises(aio.AioRpcError):
+            async for _ in call:
+                pass
+    assert await call.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    expected = {(SYNTHESIZE, "DEADLINE_EXCEEDED"): 1}
     assert await settled(server, expected) == expected
 
 

@@ -56,6 +56,8 @@ async def suite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Suite
             "OTEL_EXPORTER_OTLP_INSECURE": "true",
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "CHORUS_WORKERS": "1",
+            # The suite's plumbing, on the speech engine that makes audio in milliseconds.
+            "CHORUS_ENGINE": "espeak",
             # Prosody's budget beyond any request's deadline: a busy machine must not
             # turn an adjustment into a budget fallback.
             "CHORUS_TIME_BUDGET_S": "3600",
