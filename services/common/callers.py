@@ -1,7 +1,7 @@
 """Who each RPC is for, so that admission control can hold every caller to its share.
 
 The server side sets CALLER for each RPC (CallerInterceptor); a client channel made with
-ForwardCallerInterceptor names that caller to the services it calls on the RPC's behalf
+forward_caller_interceptors() names that caller to the services it calls on the RPC's behalf
 (the orchestrator to tts, prosody and vision), so they share their slots among end callers
 rather than among orchestrator replicas.
 """
@@ -82,9 +82,14 @@ class CallerInterceptor(aio.ServerInterceptor):
         return wrap_handler(handler, handler_call_details.method, unary, stream)
 
 
-class ForwardCallerInterceptor(aio.UnaryUnaryClientInterceptor, aio.UnaryStreamClientInterceptor):
-    """Adds the current RPC's caller to every call made on its behalf."""
+def forward_caller_interceptors() -> list[aio.ClientInterceptor]:
+    """For an upstream channel: they add the current RPC's caller to every call made on its
+    behalf. (One per kind of call: a channel files an interceptor under the first kind it
+    implements, so one object for both would never see the streaming calls.)"""
+    return [_ForwardUnary(), _ForwardStream()]
 
+
+class _ForwardUnary(aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self,
         continuation: Callable[[aio.ClientCallDetails, Any], Any],
@@ -93,6 +98,8 @@ class ForwardCallerInterceptor(aio.UnaryUnaryClientInterceptor, aio.UnaryStreamC
     ) -> Any:
         return await continuation(_with_caller(client_call_details), request)
 
+
+class _ForwardStream(aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(
         self,
         continuation: Callable[[aio.ClientCallDetails, Any], Any],

@@ -10,6 +10,7 @@ from grpc import aio
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.sdk.trace import TracerProvider
 
+from services.common.callers import forward_caller_interceptors
 from services.common.errors import (
     ChorusError,
     DeadlineExceeded,
@@ -70,6 +71,7 @@ class Upstream:
             ],
             interceptors=[
                 *aio_client_interceptors(tracer_provider=tracer_provider),
+                *forward_caller_interceptors(),
                 *call_scope_interceptors(),
             ],
         )

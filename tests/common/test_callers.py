@@ -11,7 +11,12 @@ import pytest
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from grpc import aio
 
-from services.common.callers import CALLER_METADATA, caller_key
+from services.common.callers import (
+    CALLER,
+    CALLER_METADATA,
+    caller_key,
+    forward_caller_interceptors,
+)
 from services.tts.server import TtsService
 from services.tts.settings import TtsSettings
 from tests.support.service_harness import ServerUnderTest, server_starter
@@ -80,3 +85,44 @@ async def test_streams_never_read_take_only_their_callers_share(
         for call in greedy:
             call.cancel()
     await wait_until(lambda: admission.in_flight == 0, "the greedy slots freed")
+
+
+class EchoCaller(grpc.GenericRpcHandler):
+    """Answers /echo/Unary and /echo/Stream with the chorus-caller metadata it received."""
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[bytes, bytes]:
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        caller = str(metadata.get(CALLER_METADATA, "")).encode()
+
+        async def unary(_request: bytes, _context: object) -> bytes:
+            return caller
+
+        async def stream(_request: bytes, _context: object) -> AsyncIterator[bytes]:
+            yield caller
+
+        if handler_call_details.method.endswith("Stream"):
+            return grpc.unary_stream_rpc_method_handler(stream)
+        return grpc.unary_unary_rpc_method_handler(unary)
+
+
+async def test_upstream_calls_name_the_current_caller() -> None:
+    server = aio.server()
+    server.add_generic_rpc_handlers((EchoCaller(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with aio.insecure_channel(
+            f"127.0.0.1:{port}", interceptors=forward_caller_interceptors()
+        ) as channel:
+            unary: aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/echo/Unary")
+            stream: aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+                "/echo/Stream"
+            )
+            assert await unary(b"") == b""
+            CALLER.set("alice")
+            assert await unary(b"") == b"alice"
+            assert [reply async for reply in stream(b"")] == [b"alice"]
+    finally:
+        await server.stop(0)
