@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import io
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -36,7 +35,7 @@ from skimage import data
 from bench.load import Call, drive
 from bench.report import print_report
 from services.common.launcher import ServiceProcess, free_port
-from services.suite import SERVICES, suite_processes
+from services.suite import SERVICES, running_suite, suite_processes
 
 TEXT = "Congratulations on the new job! We are all so proud of you."
 LEVELS = (1, 5, 20)
@@ -53,10 +52,9 @@ def photo_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-@contextlib.asynccontextmanager
-async def started_suite(folder: Path) -> AsyncIterator[dict[str, ServiceProcess]]:
-    """The suite on free ports, caches off; stopped when the iteration ends."""
-    processes = suite_processes(
+def suite(folder: Path) -> dict[str, ServiceProcess]:
+    """The suite on free ports, caches off (started by services.suite.running_suite)."""
+    return suite_processes(
         {name: free_port() for name in SERVICES},
         "",
         folder,
@@ -64,16 +62,6 @@ async def started_suite(folder: Path) -> AsyncIterator[dict[str, ServiceProcess]
         # the two), so that the figures stay comparable.
         {"CHORUS_CACHE_MAX_BYTES": "0", "CHORUS_LOG_LEVEL": "WARNING", "CHORUS_ENGINE": "espeak"},
     )
-    try:
-        for process in processes.values():
-            process.start()
-        await asyncio.gather(*(p.wait_healthy(timeout_s=120) for p in processes.values()))
-        yield processes
-    finally:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            await asyncio.to_thread(process.wait)
 
 
 async def run(scale: float) -> dict[str, object]:
@@ -81,7 +69,7 @@ async def run(scale: float) -> dict[str, object]:
     photo = photo_jpeg()
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as folder:
-        async with started_suite(Path(folder)) as processes:
+        async with running_suite(suite(Path(folder))) as processes:
             channels = {name: grpc.aio.insecure_channel(p.address) for name, p in processes.items()}
             orchestrator = orchestrator_pb2_grpc.OrchestratorStub(channels["orchestrator"])
             tts = tts_pb2_grpc.TextToSpeechStub(channels["tts"])
