@@ -151,6 +151,8 @@ def _final_status(
     its deadline sent it: only its timing tells them apart.
     """
     if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        if context.code() not in (None, grpc.StatusCode.OK):
+            return context.code()  # the server ended the call (a stalled reader's stream)
         if deadline is not None and deadline.passed():
             return grpc.StatusCode.DEADLINE_EXCEEDED
         return grpc.StatusCode.CANCELLED

@@ -31,6 +31,7 @@ from services.common.interceptors import (
 )
 from services.common.logging_setup import configure_logging
 from services.common.metrics_endpoint import start_metrics_endpoint
+from services.common.response_streams import StreamGuardInterceptor
 from services.common.rpc_metrics import RpcMetricsInterceptor
 from services.common.settings import ServerSettings, load_settings
 from services.common.telemetry import Telemetry, configure_telemetry
@@ -145,6 +146,9 @@ async def start_server(
     server = aio.server(
         # The first is the outermost: RPC metrics see the status errors were mapped to.
         interceptors=[
+            # First, so that every step of the handler chain, OpenTelemetry's included, runs
+            # where the guard can end it.
+            StreamGuardInterceptor(service.service_names, settings.stall_timeout_s),
             aio_server_interceptor(tracer_provider=telemetry.tracer_provider),
             RpcMetricsInterceptor(telemetry.meter, service.service_names),
             ErrorMappingInterceptor(),

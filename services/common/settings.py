@@ -62,6 +62,13 @@ class ServerSettings:
             "orchestrator reaches); off at the edge, where a client could name anyone"
         },
     )
+    stall_timeout_s: float = dataclasses.field(
+        default=10.0,
+        metadata={
+            "help": "a response stream whose reader takes nothing for this long is ended "
+            "(DEADLINE_EXCEEDED) to free its slot; 0 never"
+        },
+    )
     cache_max_bytes: int = dataclasses.field(
         default=256 * 1024 * 1024, metadata={"help": "in-process result cache size; 0 disables"}
     )
