@@ -1,4 +1,5 @@
-"""The device setting (``CHORUS_DEVICE``: auto, cpu, cuda, cuda:N) and ONNX Runtime's reading of it.
+"""The device setting (``CHORUS_DEVICE``: auto, cpu, cuda, cuda:N), as torch and ONNX Runtime
+read it.
 
 One rule for every engine: ``cpu`` is the CPU; ``auto`` is the GPU when the runtime can use
 one, else the CPU; ``cuda`` or ``cuda:N`` asked for and not there fails loading, so a GPU
@@ -45,3 +46,27 @@ def onnx_providers(device: str, available: Sequence[str]) -> list[Any]:
         f"CHORUS_DEVICE={device} but ONNX Runtime offers no {CUDA_PROVIDER} "
         f"(available: {', '.join(available)}); install onnxruntime-gpu (the gpu extra)"
     )
+
+
+def torch_device(device: str, cuda_available: bool) -> str:
+    """The torch device for ``device``: ``cpu``, ``cuda`` or ``cuda:N``; ``cuda_available``
+    is what ``torch.cuda.is_available()`` says. RuntimeError when CUDA is asked for and
+    torch sees none."""
+    check_device_setting(device)
+    if device == "cpu":
+        return "cpu"
+    if cuda_available:
+        return "cuda" if device == "auto" else device
+    if device == "auto":
+        return "cpu"
+    raise RuntimeError(f"CHORUS_DEVICE={device} but torch sees no CUDA GPU")
+
+
+def torch_cuda_available() -> bool:
+    """Whether torch is installed and sees a CUDA GPU (False without torch: the engines
+    that run without it never use the GPU)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())

@@ -12,10 +12,11 @@ from grpc import aio
 
 from services.common.admission import AdmissionController
 from services.common.cache import ResultCache
+from services.common.devices import torch_cuda_available
 from services.common.server import run_service
 from services.common.telemetry import Telemetry
 from services.vision.batcher import DetectionBatcher
-from services.vision.engines import create_detector, create_matting, uses_gpu
+from services.vision.engines import create_detector, create_matting
 from services.vision.servicer import VisionServicer
 from services.vision.settings import VisionSettings
 
@@ -72,14 +73,14 @@ class VisionService:
 
     def _batcher(self, settings: VisionSettings) -> DetectionBatcher | None:
         """A batcher when the detector batches and batching is on (auto: on the GPU)."""
-        detect_batch = getattr(self.detector, "detect_batch", None)
-        wanted = settings.batching == "on" or (
-            settings.batching == "auto" and uses_gpu(settings.device)
-        )
-        if detect_batch is None or not wanted or settings.batch_max < 2:
+        detector = self.detector
+        # auto: batch where the GPU is; asked-for CUDA that is absent fails loading anyway.
+        on_gpu = settings.device != "cpu" and torch_cuda_available()
+        wanted = settings.batching == "on" or (settings.batching == "auto" and on_gpu)
+        if not detector.batches or not wanted or settings.batch_max < 2:
             return None
         return DetectionBatcher(
-            lambda images, threshold: detect_batch(images, threshold, 0),
+            lambda images, threshold: detector.detect_batch(images, threshold, 0),
             self._executor,
             settings.batch_max,
             settings.batch_wait_ms / 1000,

@@ -1,10 +1,10 @@
-"""The device setting, and the ONNX Runtime providers it asks for."""
+"""The device setting, and what torch and ONNX Runtime are asked for by it."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.common.devices import CPU_PROVIDER, CUDA_PROVIDER, onnx_providers
+from services.common.devices import CPU_PROVIDER, CUDA_PROVIDER, onnx_providers, torch_device
 
 WITH_CUDA = [CUDA_PROVIDER, CPU_PROVIDER]
 CPU_ONLY = ["AzureExecutionProvider", CPU_PROVIDER]
@@ -36,3 +36,27 @@ def test_cuda_asked_for_and_absent_fails_naming_the_fix(device: str) -> None:
 def test_other_device_settings_are_refused(device: str) -> None:
     with pytest.raises(ValueError, match="auto, cpu, cuda or cuda:N"):
         onnx_providers(device, WITH_CUDA)
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda_available", "expected"),
+    [
+        ("cpu", True, "cpu"),
+        ("auto", True, "cuda"),
+        ("auto", False, "cpu"),
+        ("cuda", True, "cuda"),
+        ("cuda:1", True, "cuda:1"),
+    ],
+)
+def test_torch_devices_follow_the_same_rule(
+    device: str, cuda_available: bool, expected: str
+) -> None:
+    assert torch_device(device, cuda_available) == expected
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_torch_cuda_asked_for_and_absent_fails(device: str) -> None:
+    with pytest.raises(RuntimeError, match=f"CHORUS_DEVICE={device} but torch sees no CUDA"):
+        torch_device(device, cuda_available=False)
+    with pytest.raises(ValueError, match="auto, cpu, cuda or cuda:N"):
+        torch_device("gpu", cuda_available=True)

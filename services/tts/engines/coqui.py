@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from services.common.devices import check_device_setting
+from services.common.devices import check_device_setting, torch_cuda_available, torch_device
 from services.common.errors import EngineError, InvalidArgument
 from services.tts.engines.base import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo, speaks
 from services.tts.engines.coqui_models import locate_model
@@ -152,7 +152,7 @@ class CoquiEngine(SpeechEngine):
                 f"Coqui model in {files.folder} is a {architecture!r} model; the coqui engine "
                 f"runs {' and '.join(ARCHITECTURES)} models"
             )
-        device = _torch_device(self._device_setting)
+        device = torch_device(self._device_setting, torch_cuda_available())
         if architecture == "xtts":
             # transformers 5.24 hands the KV cache to the model as `cache`, a name coqui's
             # XTTS GPT does not know yet (see services.tts.engines.xtts_compat).
@@ -325,19 +325,6 @@ def _model_voices(model: Any, architecture: str, folder: str) -> list[_Voice]:
                 )
             )
     return voices
-
-
-def _torch_device(setting: str) -> str:
-    """The torch device for ``setting``; RuntimeError when CUDA is asked for but absent."""
-    if setting == "cpu":
-        return "cpu"
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda" if setting == "auto" else setting
-    if setting == "auto":
-        return "cpu"
-    raise RuntimeError(f"CHORUS_DEVICE={setting} but torch sees no CUDA GPU")
 
 
 def _collect_into(pieces: list[PcmChunk]) -> Callable[[PcmChunk], bool]:

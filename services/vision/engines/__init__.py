@@ -45,16 +45,3 @@ def create_matting(settings: VisionSettings, detector: PersonDetector) -> Mattin
 
         return BiRefNetMatte(settings.birefnet_model, device=settings.device)
     raise ValueError(f"unknown matting model {settings.matting!r}; known: {', '.join(MATTING)}")
-
-
-def uses_gpu(device: str) -> bool:
-    """Whether ``device`` ("auto", "cuda", "cpu") means the GPU on this machine."""
-    if device == "cpu":
-        return False
-    if device == "cuda":
-        return True
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())

@@ -69,10 +69,20 @@ class VisionModel(ABC):
 class PersonDetector(VisionModel):
     """Finds people in an image."""
 
+    batches: bool = False
+    """Whether ``detect_batch`` runs the images through the model together (what a GPU
+    does best) rather than one after the other: only then do requests wait to be batched."""
+
     @abstractmethod
     def detect(self, image: Image, score_threshold: float, max_detections: int) -> list[Detection]:
         """People in ``image`` scoring at least ``score_threshold``, best first, at most
         ``max_detections`` (0: no limit)."""
+
+    def detect_batch(
+        self, images: list[Image], score_threshold: float, max_detections: int
+    ) -> list[list[Detection]]:
+        """People in each of ``images``, as ``detect`` finds them."""
+        return [self.detect(image, score_threshold, max_detections) for image in images]
 
 
 class MattingModel(VisionModel):

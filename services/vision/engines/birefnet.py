@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from services.common.devices import onnx_providers
 from services.vision.engines.base import Box, Image, Matte, MattingModel
 from services.vision.engines.focus import focus_region
 from services.vision.engines.scores import logistic
@@ -24,22 +25,6 @@ MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 # Share of the focus box's size added on each side, so hair and hands at its edge stay in.
 FOCUS_MARGIN = 0.1
-
-
-def providers_for(device: str, available: list[str]) -> list[str]:
-    """ONNX Runtime providers for ``device`` ("auto", "cuda", "cpu"), best first.
-
-    Raises RuntimeError when cuda is asked for and this ONNX Runtime has no CUDA provider
-    (the CPU-only ``onnxruntime`` wheel): a GPU deployment must not quietly run on the CPU.
-    """
-    if device != "cpu" and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device == "cuda":
-        raise RuntimeError(
-            "device cuda asked for, but ONNX Runtime offers no CUDAExecutionProvider "
-            f"(available: {', '.join(available)}); install onnxruntime-gpu"
-        )
-    return ["CPUExecutionProvider"]
 
 
 class BiRefNetMatte(MattingModel):
@@ -71,7 +56,7 @@ class BiRefNetMatte(MattingModel):
             )
         import onnxruntime
 
-        providers = providers_for(self.device, onnxruntime.get_available_providers())
+        providers = onnx_providers(self.device, onnxruntime.get_available_providers())
         session = onnxruntime.InferenceSession(str(self.model_path), providers=providers)
         with self._load_lock:
             self._input_name = session.get_inputs()[0].name

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from services.common.devices import torch_cuda_available, torch_device
 from services.vision.engines.base import Box, Detection, Image, PersonDetector
 
 PERSON = "person"
@@ -45,19 +46,10 @@ def offline_ultralytics() -> None:
     PilImage.open = patches._image_open
 
 
-def resolve_device(device: str) -> str:
-    """The torch device string for ``device`` ("auto": cuda when torch sees a GPU)."""
-    if device == "auto":
-        import torch
-
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        return "cuda:0"
-    return device
-
-
 class YoloPersonDetector(PersonDetector):
     """Finds people with a YOLO detection model; safe to call from several threads."""
+
+    batches = True
 
     name = "yolo"
 
@@ -99,7 +91,7 @@ class YoloPersonDetector(PersonDetector):
                 f"(classes: {', '.join(sorted(names.values())[:10])}, ...)"
             )
         with self._lock:
-            self._torch_device = resolve_device(self.device)
+            self._torch_device = torch_device(self.device, torch_cuda_available())
             self._person_class = person[0]
             self._model = model
 

@@ -20,7 +20,7 @@ from PIL import UnidentifiedImageError
 from skimage import data
 
 from services.vision.engines.base import Box, Detection, Image
-from services.vision.engines.birefnet import BiRefNetMatte, providers_for
+from services.vision.engines.birefnet import BiRefNetMatte
 from services.vision.engines.yolo import YoloPersonDetector, offline_ultralytics
 from tests.vision.tiny_models import build_birefnet_like_onnx, build_yolo_pt, export_yolo_onnx
 
@@ -220,16 +220,6 @@ def test_birefnet_concurrent_calls_match_sequential(birefnet: BiRefNetMatte) -> 
     expected = birefnet.matte(image, None)
     for matte in in_threads(lambda: birefnet.matte(image, None), 4):
         np.testing.assert_array_equal(matte, expected)
-
-
-def test_birefnet_prefers_cuda_unless_told_cpu_and_refuses_a_missing_cuda() -> None:
-    both = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert providers_for("auto", both) == both
-    assert providers_for("cuda", both) == both
-    assert providers_for("cpu", both) == ["CPUExecutionProvider"]
-    assert providers_for("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
-    with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
-        providers_for("cuda", ["CPUExecutionProvider"])
 
 
 def test_loading_ultralytics_leaves_pillow_alone() -> None:
