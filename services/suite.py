@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from services.common.launcher import ServiceProcess
+from services.common.launcher import REPO_ROOT, ServiceProcess
 from services.common.local_redis import RedisServer
 from services.common.settings import ServerSettings
 from services.common.supervisor import Supervisor
@@ -57,6 +57,7 @@ def suite_processes(
     log_dir: Path,
     extra_env: Mapping[str, str],
     metrics_ports: Mapping[str, int] | None = None,
+    root: Path = REPO_ROOT,
 ) -> dict[str, ServiceProcess]:
     """The suite's services on ``ports``, wired to each other and to ``redis_url``.
 
@@ -76,6 +77,7 @@ def suite_processes(
             port=ports[name],
             env={**env, "CHORUS_METRICS_PORT": str((metrics_ports or {}).get(name, 0))},
             log_path=log_dir / f"{name}.log",
+            root=root,
         )
         for name, service in SERVICES.items()
     }

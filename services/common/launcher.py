@@ -40,8 +40,12 @@ class ServiceProcess:
         port: int | None = None,
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        root: Path = REPO_ROOT,
     ) -> None:
+        """``root``: the checkout whose ``services`` package runs (another commit's
+        worktree, for a benchmark's baseline)."""
         self.module = module
+        self._root = root
         self.port = port if port is not None else free_port()
         self._env = {
             **os.environ,
@@ -77,7 +81,7 @@ class ServiceProcess:
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
             [sys.executable, "-m", self.module],
-            cwd=REPO_ROOT,
+            cwd=self._root,
             env=self._env,
             stdout=log,
             stderr=log,

@@ -131,3 +131,21 @@ async def test_sigterm_with_streams_in_flight_exits_cleanly_on_piper(tmp_path: P
         for reader in readers:
             reader.cancel()
     assert status == 0, log.read_text()[-2000:]
+
+
+async def test_sigterm_ends_streams_nobody_reads_when_the_grace_runs_out(tmp_path: Path) -> None:
+    """Readers that never read would hold their streams for ever (the stall timeout is off
+    here): the drain grace is what ends them, and the process exits."""
+    log = tmp_path / "tts.log"
+    env = {"CHORUS_GRACE_S": "1", "CHORUS_STALL_TIMEOUT_S": "0", "CHORUS_ENGINE": "espeak"}
+    process = ServiceProcess("services.tts", env=env, log_path=log)
+    async with process, grpc.aio.insecure_channel(process.address) as channel:
+        stub = tts_pb2_grpc.TextToSpeechStub(channel)
+        unread = [stub.Synthesize(tts_pb2.SynthesizeRequest(text=LONG)) for _ in range(8)]
+        for call in unread:
+            await call.read()
+        process.terminate()
+        status = await asyncio.to_thread(process.wait, WAIT_S)
+        for call in unread:
+            call.cancel()
+    assert status == 0, log.read_text()[-2000:]
