@@ -4,12 +4,12 @@ covers, and how often it is the request's slowest stage."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.quantiles import percentile
 from services.traces.spans import Span
 from services.traces.trace_tree import Trace, covered_ns
 
@@ -102,23 +102,11 @@ def summarize(traces: Sequence[Trace]) -> Summary:
     return Summary(
         traces=len(traces),
         spans=sum(len(trace.spans) for trace in traces),
-        request_p50_ms=_ms(percentile(requests, 0.50)),
-        request_p95_ms=_ms(percentile(requests, 0.95)),
+        request_p50_ms=_ms(percentile(requests, 0.50)) if requests else 0.0,
+        request_p95_ms=_ms(percentile(requests, 0.95)) if requests else 0.0,
         request_max_ms=_ms(max(requests, default=0)),
         stages=tuple(stages),
     )
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """The ``fraction`` quantile by linear interpolation between the closest ranks (what
-    numpy's default and a spreadsheet's PERCENTILE.INC compute); 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = fraction * (len(ordered) - 1)
-    below = math.floor(rank)
-    above = min(below + 1, len(ordered) - 1)
-    return ordered[below] + (ordered[above] - ordered[below]) * (rank - below)
 
 
 def render_summary(summary: Summary) -> str:

@@ -12,7 +12,6 @@ from services.traces.summary import (
     SHARE_MEANS,
     SLOWEST_MEANS,
     StageStats,
-    percentile,
     render_summary,
     summarize,
 )
@@ -124,12 +123,3 @@ def test_a_request_of_one_span_has_no_slowest_stage() -> None:
     no_requests = summarize([])
     assert (no_requests.traces, no_requests.stages, no_requests.request_max_ms) == (0, (), 0.0)
     assert "most often" not in render_summary(no_requests)
-
-
-def test_percentile_interpolates_between_closest_ranks() -> None:
-    assert percentile([], 0.5) == 0.0
-    assert percentile([7], 0.95) == 7
-    assert percentile([3, 1, 2], 0.5) == 2
-    assert percentile([1, 2, 3, 4], 0.5) == pytest.approx(2.5)
-    assert percentile(list(range(1, 101)), 0.95) == pytest.approx(95.05)
-    assert percentile([1, 2], 1.0) == 2
