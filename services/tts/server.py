@@ -75,7 +75,9 @@ class TtsService:
         torn down under a running inference at interpreter exit aborts the process."""
         await self.cache.close()
         self._scheduler.shutdown()
-        if not await asyncio.to_thread(self._scheduler.join, ENGINE_STOP_TIMEOUT_S):
+        if await asyncio.to_thread(self._scheduler.join, ENGINE_STOP_TIMEOUT_S):
+            self.engine.close()
+        else:
             logger.warning("engine threads still busy after %g s", ENGINE_STOP_TIMEOUT_S)
 
 

@@ -70,6 +70,8 @@ class VisionService:
         """Close the cache's connections and the model threads."""
         await self.cache.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        for model in (self.detector, self.matting):
+            model.close()
 
     def _batcher(self, settings: VisionSettings) -> DetectionBatcher | None:
         """A batcher when the detector batches and batching is on (auto: on the GPU)."""

@@ -12,7 +12,7 @@ from chorus.audio.v1 import audio_pb2
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan
 
-from services.tts.engines.base import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo
+from services.tts.engines.base import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo, collecting_sink
 from services.tts.server import TtsService
 from tests.support.service_harness import ServerUnderTest
 from tests.support.waiting import WAIT_S, wait_until
@@ -184,12 +184,7 @@ def engine_chunks(
 ) -> list[PcmChunk]:
     """Every chunk ``engine`` passes to its sink for one sentence, called directly."""
     chunks: list[PcmChunk] = []
-
-    def keep(chunk: PcmChunk) -> bool:
-        chunks.append(chunk)
-        return True
-
-    engine.synthesize(text, engine.resolve_voice(voice, ""), speaking_rate, keep)
+    engine.synthesize(text, engine.resolve_voice(voice, ""), speaking_rate, collecting_sink(chunks))
     return chunks
 
 

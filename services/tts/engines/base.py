@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,16 @@ PcmChunk = npt.NDArray[np.float32]
 
 ChunkSink = Callable[[PcmChunk], bool]
 """Receives each chunk as it is made; returns False to stop the synthesis early."""
+
+
+def collecting_sink(pieces: list[PcmChunk]) -> ChunkSink:
+    """A sink that appends every chunk to ``pieces`` and never stops the synthesis."""
+
+    def keep(chunk: PcmChunk) -> bool:
+        pieces.append(chunk)
+        return True
+
+    return keep
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,11 @@ class SpeechEngine(ABC):
     def warm_up(self) -> None:
         """Run a first synthesis so that the first real request pays no start-up cost."""
 
+    def close(self) -> None:  # noqa: B027 (the default for engines holding nothing to free)
+        """Let go of the model (sessions, weights, GPU memory) once no synthesis runs; the
+        engine is unusable until loaded again. Engines that hold nothing of their own
+        (espeak's library is the process's) keep this default."""
+
     @abstractmethod
     def voices(self) -> Sequence[VoiceInfo]:
         """The voices this engine offers."""
@@ -80,13 +96,8 @@ class SpeechEngine(ABC):
         benchmarks and tests; the service streams)."""
         chosen = self.resolve_voice(voice, "")
         pieces: list[PcmChunk] = []
-
-        def keep(chunk: PcmChunk) -> bool:
-            pieces.append(chunk)
-            return True
-
         for sentence in split_sentences(text):
-            self.synthesize(sentence, chosen, speaking_rate, keep)
+            self.synthesize(sentence, chosen, speaking_rate, collecting_sink(pieces))
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
     def resolve_voice(self, voice: str, language: str) -> VoiceInfo:
@@ -111,6 +122,13 @@ class SpeechEngine(ABC):
                     return candidate
             raise InvalidArgument("language", f"no voice speaks {language!r}")
         return self.resolve_voice(self.default_voice, "")
+
+
+def check_speaking_rate(speaking_rate: float) -> None:
+    """InvalidArgument naming ``speaking_rate`` unless it is a positive number (engines
+    are called directly by tools and tests too, not only behind the servicer's checks)."""
+    if not math.isfinite(speaking_rate) or speaking_rate <= 0:
+        raise InvalidArgument("speaking_rate", f"must be a positive number, not {speaking_rate}")
 
 
 def speaks(voice: VoiceInfo, language: str) -> bool:

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import queue
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -33,9 +31,16 @@ from typing import Any
 import numpy as np
 
 from services.common.devices import check_device_setting, torch_cuda_available, torch_device
-from services.common.errors import EngineError, InvalidArgument
-from services.tts.engines.base import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo, speaks
+from services.common.errors import EngineError
+from services.tts.engines.base import (
+    ChunkSink,
+    SpeechEngine,
+    VoiceInfo,
+    check_speaking_rate,
+    speaks,
+)
 from services.tts.engines.coqui_models import locate_model
+from services.tts.engines.model_copies import ModelCopies
 from services.tts.engines.xtts_compat import bridge_xtts_cache_argument
 
 logger = logging.getLogger(__name__)
@@ -109,8 +114,7 @@ class CoquiEngine(SpeechEngine):
         self._architecture = ""
         self._version = ""
         self._sample_rate = 0
-        self._copies: list[Any] = []
-        self._idle: queue.Queue[Any] = queue.Queue()
+        self._copies: ModelCopies[Any] | None = None
         self._voices: tuple[VoiceInfo, ...] = ()
         self._by_name: dict[str, _Voice] = {}
 
@@ -181,10 +185,7 @@ class CoquiEngine(SpeechEngine):
             f"coqui-tts {version('coqui-tts')} {architecture} {files.folder.name} "
             f"sha256:{files.fingerprint()[:16]}"
         )
-        idle: queue.Queue[Any] = queue.Queue()
-        for copy in copies:
-            idle.put(copy)
-        self._copies, self._idle = copies, idle
+        self._copies = ModelCopies(copies)
         logger.info(
             "coqui %s model %s loaded on %s: %d instance(s), %d voice(s), %d Hz",
             architecture,
@@ -202,12 +203,19 @@ class CoquiEngine(SpeechEngine):
         overflows in half precision does): better unready than serving noise.
         """
         voice = self._by_name[self.default_voice.casefold()]
-        for copy in self._copies:
-            pieces: list[PcmChunk] = []
-            self._speak(copy, _WARM_UP_TEXT, voice, 1.0, _collect_into(pieces))
-            if not all(np.isfinite(piece).all() for piece in pieces):
-                hint = " (try CHORUS_HALF_PRECISION=false)" if self._uses_half() else ""
-                raise RuntimeError(f"coqui model made non-finite audio in warm-up{hint}")
+        if not self._loaded_copies.warm_up(
+            _WARM_UP_TEXT, lambda copy, text, sink: self._speak(copy, text, voice, 1.0, sink)
+        ):
+            hint = " (try CHORUS_HALF_PRECISION=false)" if self._uses_half() else ""
+            raise RuntimeError(f"coqui model made non-finite audio in warm-up{hint}")
+
+    def close(self) -> None:
+        """Drop the model copies and give their GPU memory back."""
+        self._copies = None
+        if self._device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
 
     def voices(self) -> Sequence[VoiceInfo]:
         """The model's voices (see the class docstring), known once it is loaded."""
@@ -223,22 +231,15 @@ class CoquiEngine(SpeechEngine):
         punctuation) has nothing to say and makes no audio: models read such text as
         nothing, or as noise. ``sink`` returning False stops XTTS between chunks.
         """
-        if not math.isfinite(speaking_rate) or speaking_rate <= 0:
-            raise InvalidArgument(
-                "speaking_rate", f"must be a positive number, not {speaking_rate}"
-            )
+        check_speaking_rate(speaking_rate)
         self._check_loaded()
         chosen = self._by_name.get(voice.name.casefold())
         if chosen is None:
             raise EngineError(f"coqui engine has no voice {voice.name!r}")
         if not any(character.isalnum() for character in text):
             return
-        idle = self._idle  # a copy goes back where it came from, even across a reload
-        copy = idle.get()
-        try:
+        with self._loaded_copies.borrow() as copy:
             self._speak(copy, text, chosen, speaking_rate, sink)
-        finally:
-            idle.put(copy)
 
     def _speak(self, model: Any, text: str, voice: _Voice, rate: float, sink: ChunkSink) -> None:
         import torch
@@ -261,9 +262,15 @@ class CoquiEngine(SpeechEngine):
 
         return torch.autocast(device_type="cuda", dtype=torch.float16)
 
+    @property
+    def _loaded_copies(self) -> ModelCopies[Any]:
+        self._check_loaded()
+        assert self._copies is not None
+        return self._copies
+
     def _check_loaded(self) -> None:
-        if not self._copies:
-            raise EngineError("coqui engine used before load()")
+        if self._copies is None:
+            raise EngineError("coqui engine used before load() or after close()")
 
 
 def _speak_vits(model: Any, text: str, voice: _Voice, rate: float, sink: ChunkSink) -> None:
@@ -325,13 +332,3 @@ def _model_voices(model: Any, architecture: str, folder: str) -> list[_Voice]:
                 )
             )
     return voices
-
-
-def _collect_into(pieces: list[PcmChunk]) -> Callable[[PcmChunk], bool]:
-    """A sink that keeps every chunk in ``pieces``."""
-
-    def keep(chunk: PcmChunk) -> bool:
-        pieces.append(chunk)
-        return True
-
-    return keep

@@ -8,11 +8,10 @@ is one per process and not thread-safe: see services.tts.engines.espeak_library.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-from services.common.errors import EngineError, InvalidArgument
-from services.tts.engines.base import ChunkSink, SpeechEngine, VoiceInfo
+from services.common.errors import EngineError
+from services.tts.engines.base import ChunkSink, SpeechEngine, VoiceInfo, check_speaking_rate
 from services.tts.engines.espeak_library import EspeakLibrary, load_espeak_library
 
 _NORMAL_WPM = 175
@@ -87,10 +86,7 @@ class EspeakEngine(SpeechEngine):
         not call back into the engine. An exception from ``sink`` stops the synthesis and is
         re-raised here; ``sink`` returning False stops it quietly.
         """
-        if not math.isfinite(speaking_rate) or speaking_rate <= 0:
-            raise InvalidArgument(
-                "speaking_rate", f"must be a positive number, not {speaking_rate}"
-            )
+        check_speaking_rate(speaking_rate)
         words_per_minute = round(min(max(_NORMAL_WPM * speaking_rate, _MIN_WPM), _MAX_WPM))
         library = self._loaded
         self._catalogue()  # fills the name -> identifier map

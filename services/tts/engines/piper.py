@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import queue
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,10 +43,16 @@ import numpy as np
 import numpy.typing as npt
 
 from services.common.devices import CUDA_PROVIDER, check_device_setting, onnx_providers
-from services.common.errors import EngineError, InvalidArgument
+from services.common.errors import EngineError
 from services.common.fingerprint import fingerprint_files
-from services.tts.engines.base import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo
+from services.tts.engines.base import (
+    ChunkSink,
+    SpeechEngine,
+    VoiceInfo,
+    check_speaking_rate,
+)
 from services.tts.engines.espeak_library import EspeakLibrary, load_espeak_library
+from services.tts.engines.model_copies import ModelCopies
 from services.tts.engines.piece_joins import Edge, join_edges
 from services.tts.engines.piper_graph import CannotSplit, SplitModel, split_at_decoder
 from services.tts.engines.piper_phonemes import phoneme_ids, piece_phonemes
@@ -115,8 +120,7 @@ class PiperEngine(SpeechEngine):
         self._noise_w = noise_w
         self._voice: PiperVoice | None = None
         self._library: EspeakLibrary | None = None
-        self._runners: list[PiperRunner] = []
-        self._idle: queue.Queue[PiperRunner] = queue.Queue()
+        self._runners: ModelCopies[PiperRunner] | None = None
         self._voices: tuple[VoiceInfo, ...] = ()
         self._speaker_ids: dict[str, int | None] = {}
         self._version = ""
@@ -140,15 +144,13 @@ class PiperEngine(SpeechEngine):
     @property
     def providers(self) -> list[str]:
         """ONNX Runtime's execution providers for the sessions, best first."""
-        self._check_loaded()
-        return list(self._runners[0].session.get_providers())
+        return list(self._loaded_runners.all[0].session.get_providers())
 
     @property
     def windowed(self) -> bool:
         """Whether a sentence's first piece is decoded in two windows, its first audio
         early (the model could be cut before its decoder)."""
-        self._check_loaded()
-        return self._runners[0].windowed
+        return self._loaded_runners.all[0].windowed
 
     @property
     def copies(self) -> int:
@@ -209,11 +211,8 @@ class PiperEngine(SpeechEngine):
         self._speaker_ids = {name.casefold(): speaker_id for name, speaker_id in speakers.items()}
         self.default_voice = self._voices[0].name
         self._version = f"piper {voice.name} sha256:{fingerprint_files((model, voice.config))[:16]}"
-        idle: queue.Queue[PiperRunner] = queue.Queue()
-        for runner in runners:
-            idle.put(runner)
         self._library, self._voice = library, voice
-        self._runners, self._idle = runners, idle
+        self._runners = ModelCopies(runners)
         logger.info(
             "piper voice %s loaded on %s: %d copy(ies) on %d thread(s), %s, %d voice(s), %d Hz",
             model,
@@ -232,17 +231,14 @@ class PiperEngine(SpeechEngine):
         serving noise.
         """
         voice = self.resolve_voice("", "")
-        pieces: list[PcmChunk] = []
+        if not self._loaded_runners.warm_up(
+            _WARM_UP_TEXT, lambda runner, text, sink: self._speak(runner, text, voice, 1.0, sink)
+        ):
+            raise RuntimeError(f"Piper model {self._loaded_voice.model} made no finite audio")
 
-        def keep(piece: PcmChunk) -> bool:
-            pieces.append(piece)
-            return True
-
-        for runner in self._runners:
-            pieces.clear()
-            self._speak(runner, _WARM_UP_TEXT, voice, 1.0, keep)
-            if not pieces or not all(np.isfinite(piece).all() for piece in pieces):
-                raise RuntimeError(f"Piper model {self._loaded_voice.model} made no finite audio")
+    def close(self) -> None:
+        """Drop the ONNX Runtime sessions."""
+        self._runners = None
 
     def voices(self) -> Sequence[VoiceInfo]:
         """The voice's speakers (see the class docstring), known once it is loaded."""
@@ -257,19 +253,12 @@ class PiperEngine(SpeechEngine):
         Blocks while every copy is busy. A sentence with no letter or digit makes no
         audio. ``sink`` returning False stops the sentence before its next window.
         """
-        if not math.isfinite(speaking_rate) or speaking_rate <= 0:
-            raise InvalidArgument(
-                "speaking_rate", f"must be a positive number, not {speaking_rate}"
-            )
+        check_speaking_rate(speaking_rate)
         self._check_loaded()
         if voice.name.casefold() not in self._speaker_ids:
             raise EngineError(f"piper engine has no voice {voice.name!r}")
-        idle = self._idle  # a copy goes back where it came from, even across a reload
-        runner = idle.get()
-        try:
+        with self._loaded_runners.borrow() as runner:
             self._speak(runner, text, voice, speaking_rate, sink)
-        finally:
-            idle.put(runner)
 
     def _speak(
         self, runner: PiperRunner, text: str, voice: VoiceInfo, rate: float, sink: ChunkSink
@@ -310,18 +299,24 @@ class PiperEngine(SpeechEngine):
     @property
     def _loaded_voice(self) -> PiperVoice:
         if self._voice is None:
-            raise EngineError("piper engine used before load()")
+            raise EngineError("piper engine used before load() or after close()")
         return self._voice
 
     @property
     def _loaded_library(self) -> EspeakLibrary:
         if self._library is None:
-            raise EngineError("piper engine used before load()")
+            raise EngineError("piper engine used before load() or after close()")
         return self._library
 
+    @property
+    def _loaded_runners(self) -> ModelCopies[PiperRunner]:
+        self._check_loaded()
+        assert self._runners is not None
+        return self._runners
+
     def _check_loaded(self) -> None:
-        if not self._runners:
-            raise EngineError("piper engine used before load()")
+        if self._runners is None:
+            raise EngineError("piper engine used before load() or after close()")
 
 
 def _runner(

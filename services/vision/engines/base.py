@@ -65,6 +65,11 @@ class VisionModel(ABC):
     def warm_up(self) -> None:
         """Run once on a dummy image so the first request pays no start-up cost."""
 
+    def close(self) -> None:  # noqa: B027 (the default for engines holding nothing to free)
+        """Let go of the model (sessions, weights, GPU memory) when the server stops; a call
+        still running keeps what it uses until it returns. Small CPU models keep this
+        default and let the process's exit free them."""
+
 
 class PersonDetector(VisionModel):
     """Finds people in an image."""

@@ -62,6 +62,11 @@ class BiRefNetMatte(MattingModel):
             self._input_name = session.get_inputs()[0].name
             self._session = session
 
+    def close(self) -> None:
+        """Drop the ONNX Runtime session."""
+        with self._load_lock:
+            self._session = None
+
     def warm_up(self) -> None:
         """Run once on a blank image: the first run allocates the session's buffers."""
         self.matte(np.zeros((64, 64, 3), dtype=np.uint8), None)

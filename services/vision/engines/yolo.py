@@ -100,6 +100,15 @@ class YoloPersonDetector(PersonDetector):
         blank = np.zeros((self.image_size, self.image_size, 3), dtype=np.uint8)
         self.detect(blank, score_threshold=0.5, max_detections=1)
 
+    def close(self) -> None:
+        """Drop the model and give its GPU memory back."""
+        with self._lock:
+            self._model = None
+        if self._torch_device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
     def detect(self, image: Image, score_threshold: float, max_detections: int) -> list[Detection]:
         """People in ``image`` scoring at least ``score_threshold``, best first."""
         return self.detect_batch([image], score_threshold, max_detections)[0]

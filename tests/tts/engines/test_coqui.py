@@ -19,7 +19,7 @@ import torch
 from services.common.errors import EngineError, InvalidArgument
 from services.common.settings import load_settings
 from services.tts.engines import create_engine
-from services.tts.engines.base import PcmChunk
+from services.tts.engines.base import PcmChunk, collecting_sink
 from services.tts.engines.coqui import CoquiEngine
 from services.tts.settings import TtsSettings
 from tests.tts.harness import engine_chunks
@@ -207,11 +207,7 @@ def test_a_multi_speaker_model_offers_one_voice_per_speaker(two_speakers: CoquiE
 
 def test_the_sink_gets_one_call_per_sentence_ending_in_a_pause(vits: CoquiEngine) -> None:
     calls: list[PcmChunk] = []
-
-    def keep(chunk: PcmChunk) -> bool:
-        calls.append(chunk)
-        return True
-
+    keep = collecting_sink(calls)
     voice = vits.resolve_voice("", "")
     vits.synthesize("Hello there.", voice, 1.0, keep)
     assert len(calls) == 1
