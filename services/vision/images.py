@@ -1,8 +1,17 @@
 """Encoded images in, RGB arrays out (and PNGs back), refusing what is not a safe image.
 
 The pixel count is read from the header and checked before anything is decoded, so a
-small file that expands to gigapixels (a decompression bomb) costs nothing. Large images
-within the limit are scaled down for the models, and results mapped back.
+small file that expands to gigapixels (a decompression bomb) costs nothing. That holds for
+every accepted format: Pillow may open only those; opening a JPEG, PNG or BMP reads its
+headers only; a WebP's canvas is checked here first, because libwebp reserves memory for
+it as Pillow opens the file. The declared size is the bound: the decoders fill an image of
+that size and never grow it. Data beyond it is ignored; data cut short is refused, or,
+where a compressed stream ends cleanly too early, the missing rows stay blank (as Pillow
+and libjpeg do). Animated PNG and WebP decode their first frame only.
+
+Decoding, scaling and encoding take up to seconds of CPU for a 40-megapixel image: callers
+run them in a thread, never on an event loop. Large images within the limit are scaled
+down for the models, and results mapped back.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from services.common.errors import InvalidArgument
 from services.vision.engines.base import Box, Image, Matte
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+_FORMAT_NAMES = f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}"
 # Modes that convert to RGB without guessing; 16-bit and float images do not.
 MODES = ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr", "1")
 
@@ -48,35 +58,36 @@ class DecodedImage:
 
 
 def decode_image(data: bytes, max_pixels: int, working_side: int, field: str) -> DecodedImage:
-    """Decode ``data``; InvalidArgument names ``field`` for anything unsafe or unreadable."""
+    """Decode ``data``; InvalidArgument names ``field`` for anything unsafe or unreadable.
+
+    About a second of CPU for a 40-megapixel image: run it in a thread."""
     if not data:
         raise InvalidArgument(field, "is empty")
+    canvas = _webp_canvas(data)
+    if canvas is not None:
+        _check_size(field, *canvas, max_pixels)
     try:
-        with PilImage.open(io.BytesIO(data)) as opened:
+        with PilImage.open(io.BytesIO(data), formats=FORMATS) as opened:
             if opened.format not in FORMATS:
+                # A JPEG holding several pictures opens as MPO.
                 raise InvalidArgument(
                     field, f"{opened.format} images are not supported; use {', '.join(FORMATS)}"
                 )
-            width, height = opened.size
-            if width == 0 or height == 0:
-                raise InvalidArgument(field, f"has zero size ({width}x{height})")
-            if width * height > max_pixels:
-                raise InvalidArgument(
-                    field, f"{width}x{height} is over the limit of {max_pixels} pixels"
-                )
+            _check_size(field, *opened.size, max_pixels)
             if opened.mode not in MODES:
                 raise InvalidArgument(field, f"pixel mode {opened.mode} is not supported")
-            opened.load()
-            rgb = opened.convert("RGB")
+            opened.load()  # the first frame only
+            # convert() copies even an RGB image: skip it, an image can be hundreds of MB.
+            rgb = opened if opened.mode == "RGB" else opened.convert("RGB")
+            return _with_working_copy(np.asarray(rgb, dtype=np.uint8), working_side, rgb)
     except UnidentifiedImageError:
-        raise InvalidArgument(field, "is not an image") from None
+        raise InvalidArgument(field, f"is not an image, or not a {_FORMAT_NAMES} one") from None
     except PilImage.DecompressionBombError:
         # Pillow's own guard, which fires in open() for the most extreme headers.
         raise InvalidArgument(field, f"is over the limit of {max_pixels} pixels") from None
     except (OSError, SyntaxError, ValueError) as error:
         # Pillow reports truncated and corrupt files this way.
         raise InvalidArgument(field, f"cannot be decoded: {error}") from None
-    return _with_working_copy(np.asarray(rgb, dtype=np.uint8), working_side)
 
 
 def crop_image(
@@ -86,13 +97,48 @@ def crop_image(
     return _with_working_copy(image.original[y0:y1, x0:x1], working_side)
 
 
-def _with_working_copy(original: Image, working_side: int) -> DecodedImage:
+def _check_size(field: str, width: int, height: int, max_pixels: int) -> None:
+    if width == 0 or height == 0:
+        raise InvalidArgument(field, f"has zero size ({width}x{height})")
+    if width * height > max_pixels:
+        raise InvalidArgument(field, f"{width}x{height} is over the limit of {max_pixels} pixels")
+
+
+def _webp_canvas(data: bytes) -> tuple[int, int] | None:
+    """A WebP's canvas size, read from its first chunk; None for anything else (and for a
+    malformed WebP, which Pillow then refuses). libwebp's animation decoder, which Pillow
+    opens every WebP with, reserves memory for the whole canvas when it is created, before
+    the caller could look at the size."""
+    if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    chunk = data[12:16]
+    if chunk == b"VP8X":  # extended (alpha, animation): 24-bit canvas sides, less one
+        return (
+            int.from_bytes(data[24:27], "little") + 1,
+            int.from_bytes(data[27:30], "little") + 1,
+        )
+    if chunk == b"VP8L" and data[20] == 0x2F:  # lossless: 14-bit sides, less one
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":  # lossy: 14-bit sides
+        return (
+            int.from_bytes(data[26:28], "little") & 0x3FFF,
+            int.from_bytes(data[28:30], "little") & 0x3FFF,
+        )
+    return None
+
+
+def _with_working_copy(
+    original: Image, working_side: int, picture: PilImage.Image | None = None
+) -> DecodedImage:
+    """``picture``, when given, is ``original`` as decoded: scaled without another copy."""
     height, width = original.shape[:2]
     scale = min(1.0, working_side / max(width, height))
     if scale == 1.0:
         return DecodedImage(original, original, 1.0)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = PilImage.fromarray(original).resize(size, PilImage.Resampling.BILINEAR)
+    source = picture if picture is not None else PilImage.fromarray(original)
+    resized = source.resize(size, PilImage.Resampling.BILINEAR)
     return DecodedImage(original, np.asarray(resized, dtype=np.uint8), scale)
 
 

@@ -1,4 +1,12 @@
-"""Vision servicer: validates, serves from cache or the engines, maps boxes and mattes back."""
+"""Vision servicer: validates, serves from cache or the engines, maps boxes and mattes back.
+
+Nothing that takes CPU in proportion to an image's pixels runs on the event loop: decoding,
+cropping, scaling the matte and encoding the PNGs run in threads (``asyncio.to_thread``),
+the models in the model threads. All of it happens while the request holds an admission
+slot, taken before the image is decoded, so a request beyond the limit is refused (or
+queued) before it costs any memory, and no more images are in memory at once than
+admission lets run.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +41,8 @@ T = TypeVar("T")
 DEFAULT_SCORE_THRESHOLD = 0.25
 DEFAULT_MARGIN = 0.15
 MAX_MARGIN = 2.0
+# Below this, hashing on the loop is quicker than handing the work to a thread.
+_HASH_IN_THREAD_BYTES = 1 << 20
 
 
 class VisionServicer(vision_pb2_grpc.VisionServicer):
@@ -69,20 +79,24 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
         if request.max_detections < 0:
             raise InvalidArgument("max_detections", f"{request.max_detections} is negative")
         key = cache_key(
-            "detect", _digest(request.image), threshold, request.max_detections, self._detector.name
+            "detect",
+            await _digest(request.image),
+            threshold,
+            request.max_detections,
+            self._detector.name,
         )
         cached = await self._cache.get_message(key, vision_pb2.DetectPersonsResponse)
         if cached is not None:
             cached.cache_hit = True
             return cached
-        image = self._decode(request.image)
         async with self._admission.slot("DetectPersons"):
+            image = await self._decode(request.image)
             detections = await self._detect(image, threshold, request.max_detections)
-        response = vision_pb2.DetectPersonsResponse(
-            detections=[_detection_proto(d) for d in detections],
-            image_size=_size(image.original),
-            engine=self._detector.name,
-        )
+            response = vision_pb2.DetectPersonsResponse(
+                detections=[_detection_proto(d) for d in detections],
+                image_size=_size(image.original),
+                engine=self._detector.name,
+            )
         await self._cache.put_message(key, response)
         return response
 
@@ -92,7 +106,7 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
         """Alpha matte and RGBA cut-out of the image."""
         key = cache_key(
             "matte",
-            _digest(request.image),
+            await _digest(request.image),
             request.focus.SerializeToString(deterministic=True).hex()
             if request.HasField("focus")
             else None,
@@ -102,14 +116,14 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
         if cached is not None:
             cached.cache_hit = True
             return cached
-        image = self._decode(request.image)
-        focus = _focus(request, image.original) if request.HasField("focus") else None
         async with self._admission.slot("RemoveBackground"):
+            image = await self._decode(request.image)
+            focus = _focus(request, image.original) if request.HasField("focus") else None
             matte = await self._matte(image, focus)
-        with self._tracer.start_as_current_span("vision.encode"):
+            alpha, cutout = await self._encode(image.original, matte)
             response = vision_pb2.RemoveBackgroundResponse(
-                alpha_png=alpha_png(matte),
-                cutout_png=cutout_png(image.original, matte),
+                alpha_png=alpha,
+                cutout_png=cutout,
                 image_size=_size(image.original),
                 engine=self._matting.name,
             )
@@ -124,15 +138,19 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
         if math.isnan(margin) or not 0.0 <= margin <= MAX_MARGIN:
             raise InvalidArgument("margin", f"{margin:g} is outside 0 to {MAX_MARGIN:g}")
         key = cache_key(
-            "portrait", _digest(request.image), margin, self._detector.name, self._matting.name
+            "portrait",
+            await _digest(request.image),
+            margin,
+            self._detector.name,
+            self._matting.name,
         )
         cached = await self._cache.get_message(key, vision_pb2.PortraitResponse)
         if cached is not None:
             cached.cache_hit = True
             return cached
-        image = self._decode(request.image)
-        height, width = image.original.shape[:2]
         async with self._admission.slot("Portrait"):
+            image = await self._decode(request.image)
+            height, width = image.original.shape[:2]
             detections = await self._detect(image, DEFAULT_SCORE_THRESHOLD, 0)
             person = _main_person(detections)
             crop = (
@@ -141,7 +159,10 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
                 else Box(0.0, 0.0, float(width), float(height))
             )
             x0, y0, x1, y1 = _pixels(crop)
-            cropped = crop_image(image, x0, y0, x1, y1, self._working_side)
+            with self._tracer.start_as_current_span("vision.crop"):
+                cropped = await asyncio.to_thread(
+                    crop_image, image, x0, y0, x1, y1, self._working_side
+                )
             focus = (
                 Box(person.box.x_min - x0, person.box.y_min - y0, person.box.x_max - x0,
                     person.box.y_max - y0)
@@ -149,11 +170,11 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
                 else None
             )  # fmt: skip
             matte = await self._matte(cropped, focus)
-        with self._tracer.start_as_current_span("vision.encode"):
+            alpha, cutout = await self._encode(cropped.original, matte)
             response = vision_pb2.PortraitResponse(
                 crop=_box_proto(Box(float(x0), float(y0), float(x1), float(y1))),
-                cutout_png=cutout_png(cropped.original, matte),
-                alpha_png=alpha_png(matte),
+                cutout_png=cutout,
+                alpha_png=alpha,
                 detections=[_detection_proto(d) for d in detections],
                 image_size=_size(image.original),
             )
@@ -162,11 +183,17 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
         await self._cache.put_message(key, response)
         return response
 
-    def _decode(self, data: bytes) -> DecodedImage:
+    async def _decode(self, data: bytes) -> DecodedImage:
+        """The request's image, decoded in a thread while the caller holds an admission
+        slot (as prosody decodes audio): a large image takes up to a second to decode and
+        hundreds of MB to hold, so no more are decoded at once than admission lets run
+        (the header's size is checked first)."""
         with self._tracer.start_as_current_span(
             "vision.decode", attributes={"chorus.vision.bytes": len(data)}
         ):
-            return decode_image(data, self._max_pixels, self._working_side, "image")
+            return await asyncio.to_thread(
+                decode_image, data, self._max_pixels, self._working_side, "image"
+            )
 
     async def _detect(
         self, image: DecodedImage, threshold: float, max_detections: int
@@ -192,7 +219,15 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
             working_focus = image.to_working(focus) if focus is not None else None
             matte = await self._run(self._matting.matte, image.working, working_focus)
             height, width = image.original.shape[:2]
-            return resize_matte(matte, width, height)
+            if matte.shape == (height, width):
+                return matte
+            return await asyncio.to_thread(resize_matte, matte, width, height)
+
+    async def _encode(self, image: Image, matte: Matte) -> tuple[bytes, bytes]:
+        """The alpha PNG and the cut-out PNG, encoded in a thread (seconds for a large
+        image)."""
+        with self._tracer.start_as_current_span("vision.encode"):
+            return await asyncio.to_thread(_pngs, image, matte)
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -243,8 +278,20 @@ def _pixels(box: Box) -> tuple[int, int, int, int]:
     return x0, y0, max(x0 + 1, math.ceil(box.x_max)), max(y0 + 1, math.ceil(box.y_max))
 
 
-def _digest(data: bytes) -> str:
+async def _digest(data: bytes) -> str:
+    """The cache's name for ``data``; a large image is hashed in a thread (16 MB: about
+    10 ms)."""
+    if len(data) < _HASH_IN_THREAD_BYTES:
+        return _sha256(data)
+    return await asyncio.to_thread(_sha256, data)
+
+
+def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _pngs(image: Image, matte: Matte) -> tuple[bytes, bytes]:
+    return alpha_png(matte), cutout_png(image, matte)
 
 
 def _size(image: Image) -> vision_pb2.ImageSize:

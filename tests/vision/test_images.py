@@ -1,6 +1,5 @@
 import io
-import struct
-import zlib
+import warnings
 
 import numpy as np
 import pytest
@@ -16,29 +15,19 @@ from services.vision.images import (
     decode_image,
     resize_matte,
 )
+from tests.vision.crafted import (
+    ANIMATION_COLOURS,
+    animation,
+    apng_with_a_frame_larger_than_its_canvas,
+    encoded,
+    noise,
+    png_claiming,
+    png_hiding_rows,
+    truncated,
+    with_size,
+)
 
-
-def encoded(image: np.ndarray | PilImage.Image, image_format: str = "JPEG") -> bytes:
-    picture = image if isinstance(image, PilImage.Image) else PilImage.fromarray(image)
-    buffer = io.BytesIO()
-    picture.save(buffer, format=image_format)
-    return buffer.getvalue()
-
-
-ASTRONAUT = encoded(data.astronaut())
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG header announcing ``width`` x ``height`` pixels, with no pixel data: what a
-    decompression bomb looks like before it is decoded."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+ASTRONAUT = encoded(data.astronaut(), "JPEG")
 
 
 def test_a_small_image_is_its_own_working_copy() -> None:
@@ -49,7 +38,7 @@ def test_a_small_image_is_its_own_working_copy() -> None:
 
 
 def test_a_large_image_is_scaled_down_for_the_models_and_boxes_map_back() -> None:
-    big = encoded(PilImage.fromarray(data.astronaut()).resize((2000, 1000)))
+    big = encoded(PilImage.fromarray(data.astronaut()).resize((2000, 1000)), "JPEG")
     image = decode_image(big, 10_000_000, 500, "image")
     assert image.original.shape == (1000, 2000, 3)
     assert image.working.shape == (250, 500, 3)
@@ -75,11 +64,93 @@ def test_common_modes_become_rgb(mode: str) -> None:
         (png_claiming(30000, 30000), "over the limit"),
         (png_claiming(0, 10), "not an image"),  # Pillow refuses a zero-width PNG itself
         (encoded(PilImage.fromarray(np.zeros((8, 8), np.uint16)), "PNG"), "mode I;16"),
-        (encoded(PilImage.fromarray(data.astronaut()), "GIF"), "GIF images are not supported"),
+        (encoded(data.astronaut(), "GIF"), "not a JPEG, PNG, WEBP or BMP one"),
+        (encoded(data.astronaut(), "TIFF"), "not a JPEG, PNG, WEBP or BMP one"),
     ],
 )
 def test_unsafe_or_unreadable_images_are_refused(payload: bytes, problem: str) -> None:
     with pytest.raises(InvalidArgument, match=problem) as raised:
+        decode_image(payload, 10_000_000, 1024, "image")
+    assert raised.value.field == "image"
+
+
+FORMATS = [
+    pytest.param("JPEG", False, {}, id="jpeg"),
+    pytest.param("PNG", False, {}, id="png"),
+    pytest.param("BMP", False, {}, id="bmp"),
+    pytest.param("WEBP", False, {"quality": 80}, id="webp-lossy"),  # a VP8 chunk
+    pytest.param("WEBP", False, {"lossless": True}, id="webp-lossless"),  # VP8L
+    pytest.param("WEBP", True, {"quality": 80}, id="webp-extended"),  # alpha: VP8X
+]
+
+
+def noisy(
+    image_format: str, alpha: bool, options: dict[str, object], width: int, height: int
+) -> bytes:
+    """Random pixels (with random transparency when ``alpha``), as ``image_format``."""
+    pixels = noise(width, height)
+    if alpha:
+        pixels = np.dstack([pixels, pixels[..., 0]])
+    return encoded(pixels, image_format, **options)
+
+
+@pytest.mark.parametrize(("image_format", "alpha", "options"), FORMATS)
+def test_every_format_is_held_to_the_size_its_header_declares(
+    image_format: str, alpha: bool, options: dict[str, object]
+) -> None:
+    payload = noisy(image_format, alpha, options, 64, 48)
+    assert decode_image(payload, 64 * 48, 1024, "image").original.shape == (48, 64, 3)
+    with pytest.raises(InvalidArgument, match="64x48 is over the limit of 3071 pixels"):
+        decode_image(payload, 64 * 48 - 1, 1024, "image")
+    # The same data under a header that claims more: refused on the header alone.
+    with pytest.raises(InvalidArgument, match="6000x5000 is over the limit") as raised:
+        decode_image(with_size(payload, 6000, 5000), 20_000_000, 1024, "image")
+    assert raised.value.field == "image"
+
+
+def test_a_webp_canvas_is_checked_before_libwebp_is_given_the_file() -> None:
+    # 144 megapixels: past Pillow's warning threshold (89 MP), short of its own refusal
+    # (179 MP). Pillow warns only once it has opened the file, and opening a WebP creates
+    # libwebp's decoder, which reserves memory for the whole canvas: refused before that,
+    # the file is never opened and nothing warns.
+    payload = with_size(animation("WEBP", 64, 48), 12000, 12000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PilImage.DecompressionBombWarning)
+        with pytest.raises(InvalidArgument, match="12000x12000 is over the limit"):
+            decode_image(payload, 20_000_000, 1024, "image")
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "WEBP"])
+def test_an_animation_decodes_its_first_frame_only(image_format: str) -> None:
+    payload = animation(image_format, 64, 48)
+    with PilImage.open(io.BytesIO(payload)) as opened:
+        assert getattr(opened, "n_frames", 1) == len(ANIMATION_COLOURS)
+    image = decode_image(payload, 64 * 48, 1024, "image")
+    assert image.original.shape == (48, 64, 3)
+    assert (image.original == ANIMATION_COLOURS[0]).all()
+
+
+def test_an_animated_png_frame_larger_than_the_image_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="not an image") as raised:
+        decode_image(apng_with_a_frame_larger_than_its_canvas(), 10_000_000, 1024, "image")
+    assert raised.value.field == "image"
+
+
+def test_a_png_hiding_more_rows_than_its_header_declares_decodes_to_the_declared_size() -> None:
+    # 200,000 rows of 64 pixels (39 MB inflated) behind a header of 64x48: the decoder fills the
+    # declared rows and stops.
+    payload = png_hiding_rows(64, 48, 200_000)
+    assert len(payload) < 100_000
+    image = decode_image(payload, 64 * 48, 1024, "image")
+    assert image.original.shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize(("image_format", "alpha", "options"), FORMATS)
+def test_an_image_whose_data_stops_short_of_its_header_is_refused(
+    image_format: str, alpha: bool, options: dict[str, object]
+) -> None:
+    payload = truncated(noisy(image_format, alpha, options, 640, 480))
+    with pytest.raises(InvalidArgument, match="cannot be decoded") as raised:
         decode_image(payload, 10_000_000, 1024, "image")
     assert raised.value.field == "image"
 

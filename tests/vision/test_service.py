@@ -10,6 +10,15 @@ import pytest
 from chorus.vision.v1 import vision_pb2
 from PIL import Image as PilImage
 
+from tests.vision.crafted import (
+    animation,
+    apng_with_a_frame_larger_than_its_canvas,
+    encoded,
+    noise,
+    png_claiming,
+    truncated,
+    with_size,
+)
 from tests.vision.harness import (
     FACE_CORE,
     PERSON,
@@ -194,3 +203,48 @@ async def test_an_image_over_the_pixel_limit_is_refused(vision: VisionServer) ->
         await vision.stub.DetectPersons(vision_pb2.DetectPersonsRequest(image=jpeg(over, 50)))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "over the limit" in (raised.value.details() or "")
+
+
+SMALL = astronaut()[:48, :64].copy()
+
+
+@pytest.mark.parametrize(
+    ("call", "image", "detail"),
+    [
+        # Headers over the fixture's 20 MP, on a few KB of data: refused on the header.
+        ("DetectPersons", png_claiming(8000, 8000), "8000x8000 is over the limit"),
+        ("Portrait", with_size(jpeg(SMALL), 5000, 5000), "5000x5000 is over the limit"),
+        (
+            "RemoveBackground",
+            with_size(encoded(SMALL, "BMP"), 5000, 5000),
+            "5000x5000 is over the limit",
+        ),
+        (
+            "DetectPersons",
+            with_size(animation("WEBP", 64, 48), 5000, 5000),
+            "5000x5000 is over the limit",
+        ),
+        # Headers within the limit that the data does not bear out.
+        ("DetectPersons", truncated(encoded(noise(640, 480), "PNG")), "cannot be decoded"),
+        ("Portrait", with_size(encoded(SMALL, "BMP"), 2000, 2000), "cannot be decoded"),
+        ("RemoveBackground", apng_with_a_frame_larger_than_its_canvas(), "is not an image"),
+    ],
+    ids=[
+        "png-header-over",
+        "jpeg-header-over",
+        "bmp-header-over",
+        "webp-canvas-over",
+        "png-data-short",
+        "bmp-data-short",
+        "apng-frame-over-canvas",
+    ],
+)
+async def test_images_over_the_limit_or_with_lying_headers_are_invalid_naming_image(
+    vision: VisionServer, call: str, image: bytes, detail: str
+) -> None:
+    request_type = getattr(vision_pb2, f"{call}Request")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await getattr(vision.stub, call)(request_type(image=image), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (raised.value.details() or "").startswith(f"image: {detail}")
+    assert vision.service.admission.in_flight == 0
