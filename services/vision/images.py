@@ -22,12 +22,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from PIL import Image as PilImage
-from PIL import UnidentifiedImageError
+from PIL import ImageOps, UnidentifiedImageError
 
 from services.common.errors import InvalidArgument
 from services.vision.engines.base import Box, Image, Matte
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+_EXIF_ORIENTATION = 0x0112
 _FORMAT_NAMES = f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}"
 # Modes that convert to RGB without guessing; 16-bit and float images do not.
 MODES = ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr", "1")
@@ -68,8 +69,9 @@ def decode_image(data: bytes, max_pixels: int, working_side: int, field: str) ->
         _check_size(field, *canvas, max_pixels)
     try:
         with PilImage.open(io.BytesIO(data), formats=FORMATS) as opened:
-            if opened.format not in FORMATS:
-                # A JPEG holding several pictures opens as MPO.
+            # A JPEG holding several pictures (a phone's Ultra HDR photo and its gain map)
+            # opens as MPO: its first picture is the photo.
+            if opened.format not in (*FORMATS, "MPO"):
                 raise InvalidArgument(
                     field, f"{opened.format} images are not supported; use {', '.join(FORMATS)}"
                 )
@@ -77,8 +79,12 @@ def decode_image(data: bytes, max_pixels: int, working_side: int, field: str) ->
             if opened.mode not in MODES:
                 raise InvalidArgument(field, f"pixel mode {opened.mode} is not supported")
             opened.load()  # the first frame only
+            # Phones store a portrait photo sideways with an EXIF orientation: turned
+            # upright, people stand, as the models expect and as the caller saw the photo.
+            turned = opened.getexif().get(_EXIF_ORIENTATION, 1) != 1
+            upright = ImageOps.exif_transpose(opened) if turned else opened  # else no copy
             # convert() copies even an RGB image: skip it, an image can be hundreds of MB.
-            rgb = opened if opened.mode == "RGB" else opened.convert("RGB")
+            rgb = upright if upright.mode == "RGB" else upright.convert("RGB")
             return _with_working_copy(np.asarray(rgb, dtype=np.uint8), working_side, rgb)
     except UnidentifiedImageError:
         raise InvalidArgument(field, f"is not an image, or not a {_FORMAT_NAMES} one") from None

@@ -130,6 +130,30 @@ def test_an_animation_decodes_its_first_frame_only(image_format: str) -> None:
     assert (image.original == ANIMATION_COLOURS[0]).all()
 
 
+def test_a_phone_photo_with_several_pictures_decodes_its_first() -> None:
+    """Ultra HDR photos are JPEGs holding the photo and a gain map (MPO to Pillow)."""
+    photo = data.astronaut()[:64, :96]
+    buffer = io.BytesIO()
+    PilImage.fromarray(photo).save(
+        buffer, "MPO", save_all=True, append_images=[PilImage.new("RGB", (96, 64))], quality=95
+    )
+    image = decode_image(buffer.getvalue(), 10_000, 1024, "image")
+    assert image.original.shape == (64, 96, 3)
+    assert np.abs(image.original.astype(int) - photo).mean() < 8
+
+
+def test_a_photo_stored_sideways_is_turned_upright_by_its_exif_orientation() -> None:
+    photo = data.astronaut()[:64, :96]
+    exif = PilImage.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    buffer = io.BytesIO()
+    PilImage.fromarray(photo).save(buffer, "JPEG", exif=exif, quality=95)
+    image = decode_image(buffer.getvalue(), 10_000, 1024, "image")
+    assert image.original.shape == (96, 64, 3)
+    upright = np.rot90(photo, k=-1)
+    assert np.abs(image.original.astype(int) - upright).mean() < 8
+
+
 def test_an_animated_png_frame_larger_than_the_image_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="not an image") as raised:
         decode_image(apng_with_a_frame_larger_than_its_canvas(), 10_000_000, 1024, "image")
