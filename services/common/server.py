@@ -24,6 +24,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from services.common.callers import CallerInterceptor
 from services.common.gpu_metrics import register_gpu_memory_gauges
+from services.common.health_dependencies import OVERALL_HEALTH, WatchesDependencies
 from services.common.interceptors import (
     ErrorMappingInterceptor,
     Readiness,
@@ -39,9 +40,6 @@ from services.common.telemetry import Telemetry, configure_telemetry
 logger = logging.getLogger(__name__)
 
 SettingsT = TypeVar("SettingsT", bound=ServerSettings)
-
-OVERALL_HEALTH = ""
-"""The health service name that stands for the whole server."""
 
 
 class ChorusService(Protocol):
@@ -97,6 +95,9 @@ class RunningServer:
         register_gpu_memory_gauges(self.telemetry.meter)
         self.readiness.set_ready()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        if isinstance(self.service, WatchesDependencies):
+            # From here on the service keeps the overall health in step with what it needs.
+            self.service.watch_dependencies(self.health)
         logger.info("serving %s on port %d", ", ".join(self.service.service_names), self.port)
         return True
 

@@ -30,7 +30,8 @@ from typing import Any, TypeVar
 
 from grpc import aio
 
-Context = aio.ServicerContext[Any, Any]
+from services.common.grpc_context import Context
+
 CallT = TypeVar("CallT", bound=aio.Call)
 RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")

@@ -9,8 +9,10 @@ from chorus.prosody.v1 import prosody_pb2
 from chorus.tts.v1 import tts_pb2
 from chorus.vision.v1 import vision_pb2
 from grpc import aio
+from grpc_health.v1 import health
 
 from services.common.admission import AdmissionController
+from services.common.health_dependencies import Dependency, DependencyHealth
 from services.common.server import run_service
 from services.common.telemetry import Telemetry
 from services.orchestrator.servicer import OrchestratorServicer
@@ -19,6 +21,11 @@ from services.orchestrator.speech import SpeechClient
 from services.orchestrator.upstreams import Upstream
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["Orchestrator"].full_name
+
+HEALTH_PREFIX = "orchestrator/"
+"""Each inner service's state is reported under ``orchestrator/<name>`` (``orchestrator/tts``).
+Only tts is required, every RPC needs it; without prosody or vision ComposeMessage still
+answers (partial), and Speak and SynthesizeBatch without a preset do not need them."""
 
 
 def _full_name(module: object, service: str) -> str:
@@ -40,6 +47,16 @@ class OrchestratorService:
             "vision", settings.vision_address, _full_name(vision_pb2, "Vision"), provider
         )
         self.admission = AdmissionController.from_settings(settings, telemetry)
+        self.dependency_health = DependencyHealth(
+            [
+                Dependency(HEALTH_PREFIX + upstream.name, upstream.channel, required)
+                for upstream, required in (
+                    (self.tts, True),
+                    (self.prosody, False),
+                    (self.vision, False),
+                )
+            ]
+        )
         self._servicer = OrchestratorServicer(
             speech=SpeechClient(self.tts, self.prosody),
             vision=self.vision,
@@ -63,8 +80,14 @@ class OrchestratorService:
     async def load(self) -> None:
         """Nothing to load: an inner service that is down answers UNAVAILABLE by name."""
 
+    def watch_dependencies(self, health_servicer: health.aio.HealthServicer) -> None:
+        """Report tts, prosody and vision on ``health_servicer`` (``orchestrator/tts``, ...),
+        and the overall health NOT_SERVING while tts is unavailable."""
+        self.dependency_health.start(health_servicer)
+
     async def close(self) -> None:
-        """Close the channels."""
+        """Stop reporting the inner services' health, then close the channels."""
+        await self.dependency_health.stop()
         for upstream in (self.tts, self.prosody, self.vision):
             await upstream.close()
 

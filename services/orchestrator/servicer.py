@@ -13,13 +13,14 @@ from chorus.audio.v1 import audio_pb2
 from chorus.orchestrator.v1 import orchestrator_pb2 as pb
 from chorus.orchestrator.v1 import orchestrator_pb2_grpc
 from chorus.vision.v1 import vision_pb2, vision_pb2_grpc
-from grpc import aio
 from opentelemetry import trace
 from opentelemetry.metrics import Meter
 
 from services.common.admission import AdmissionController
 from services.common.errors import ChorusError, InvalidArgument
+from services.common.grpc_context import Context
 from services.common.pcm import SampleFormat, decode
+from services.common.sample_rates import supported_sample_rate
 from services.common.validation import required_text
 from services.common.wav import write_wav
 from services.orchestrator.call_scope import CallScope
@@ -27,11 +28,17 @@ from services.orchestrator.speech import SAMPLE_RATE, Adjusted, SpeechClient
 from services.orchestrator.upstreams import Upstream
 from services.tts.sentences import split_sentences
 
-Context = aio.ServicerContext[Any, Any]
 T = TypeVar("T")
 
 # Sentences synthesised ahead of the one being adjusted: the next is ready when needed.
 _SENTENCES_AHEAD = 2
+
+# vision's names for the caller's fields: vision checks the photo as its `image`.
+_VISION_FIELDS = {"image": "photo"}
+
+# The fields of a SynthesizeBatch that every segment shares, as tts and prosody name them:
+# one of them refused is refused for every segment, so the whole batch is.
+_BATCH_WIDE_FIELDS = frozenset({"voice", "language", "preset"})
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
@@ -72,8 +79,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         self, request: pb.SpeakRequest, context: Context
     ) -> AsyncGenerator[pb.SpeakResponse, None]:
         """Speech as it is made; with a preset, reshaped sentence by sentence."""
+        # Everything checked before the format goes out: a stream that announced a format
+        # must not then end for a request that could never have been served.
         text = required_text(request.text, "text", self._max_text_chars)
-        rate = request.sample_rate_hz or SAMPLE_RATE
+        rate = supported_sample_rate(request.sample_rate_hz, SAMPLE_RATE)
         started = time.perf_counter()
         span = trace.get_current_span()
         scope = CallScope.open(context)
@@ -223,7 +232,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                     timeout=context.time_remaining(),
                 )
             except grpc.aio.AioRpcError as error:
-                raise self._vision.error(error) from None
+                raise self._vision.error(error, _VISION_FIELDS) from None
 
         async with self._admission.slot("ComposeMessage"):
             speech_task = scope.task(speech())
@@ -239,6 +248,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                 else:
                     getter.cancel()
                 pending -= done
+                failure = _request_failure(speech_task, vision_task)
+                if failure is not None:
+                    # No message can come of it: the other stage's work is wasted.
+                    speech_task.cancel()
+                    vision_task.cancel()
+                    raise failure
             while not events.empty():
                 yield pb.ComposeMessageResponse(progress=events.get_nowait())
             pcm, adjusted = speech_task.result()  # speech failing fails the request
@@ -281,11 +296,20 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         ]
         if request.max_concurrency < 0:
             raise InvalidArgument("max_concurrency", f"{request.max_concurrency} is negative")
-        limit = asyncio.Semaphore(request.max_concurrency or self._batch_concurrency)
+        # The server's setting bounds every batch: beyond it, segments would only crowd tts,
+        # which refuses what it cannot take, and take its slots from other callers.
+        limit = asyncio.Semaphore(
+            min(request.max_concurrency or self._batch_concurrency, self._batch_concurrency)
+        )
         scope = CallScope.open(context)
+        # Set by the first segment refused for a field every segment shares: the batch ends
+        # with that error, and no segment waiting for a slot starts.
+        refused = asyncio.Event()
 
-        async def segment(index: int, text: str) -> pb.SynthesizeBatchResponse:
+        async def segment(index: int, text: str) -> pb.SynthesizeBatchResponse | None:
             async with limit:
+                if refused.is_set():
+                    return None
                 started = time.perf_counter()
                 try:
                     pcm = await self._speech.synthesize(
@@ -297,6 +321,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                                 pcm, SAMPLE_RATE, request.preset, context.time_remaining()
                             )
                         ).pcm
+                except InvalidArgument as error:
+                    if error.field in _BATCH_WIDE_FIELDS:
+                        refused.set()
+                        raise
+                    return pb.SynthesizeBatchResponse(index=index, error=error.message)
                 except ChorusError as error:
                     return pb.SynthesizeBatchResponse(index=index, error=error.message)
                 return pb.SynthesizeBatchResponse(
@@ -308,7 +337,19 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         async with self._admission.slot("SynthesizeBatch"):
             tasks = [scope.task(segment(i, text)) for i, text in enumerate(texts)]
             for finished in asyncio.as_completed(tasks):
-                yield await finished
+                response = await finished  # a batch-wide refusal raises, ending the batch
+                if response is not None:
+                    yield response
+
+
+def _request_failure(speech: asyncio.Task[Any], vision: asyncio.Task[Any]) -> BaseException | None:
+    """Why a ComposeMessage cannot succeed, as soon as a stage says so: speech failed
+    (there is no message without it), or vision refused the photo. A bad photo is the
+    caller's mistake, not a failing service: no partial message covers it up."""
+    if speech.done() and not speech.cancelled() and speech.exception() is not None:
+        return speech.exception()
+    error = vision.exception() if vision.done() and not vision.cancelled() else None
+    return error if isinstance(error, InvalidArgument) else None
 
 
 def _trace_id() -> str:

@@ -4,6 +4,7 @@ only calls that have not started, with errors that name the service."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import grpc
 from grpc import aio
@@ -29,6 +30,14 @@ _RETRY_POLICY = {
     "backoffMultiplier": 2,
     "retryableStatusCodes": ["UNAVAILABLE"],
 }
+
+# A replica that comes back is noticed within this: gRPC's default backoff grows to two
+# minutes, which would keep the orchestrator's health NOT_SERVING long after tts returned.
+# Inner services are in the cluster; a connection attempt every few seconds costs nothing.
+_MAX_RECONNECT_BACKOFF_MS = 5000
+# Never idle: an idle channel has no connection, so a service that went away meanwhile
+# would be reported SERVING until the next request found out (see DependencyHealth).
+_NO_IDLE_TIMEOUT_MS = 2**31 - 1
 
 
 def channel_target(addresses: str) -> str:
@@ -68,6 +77,8 @@ class Upstream:
                 ("grpc.service_config", service_config(service)),
                 ("grpc.enable_retries", 1),
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_BACKOFF_MS),
+                ("grpc.client_idle_timeout_ms", _NO_IDLE_TIMEOUT_MS),
             ],
             interceptors=[
                 *aio_client_interceptors(tracer_provider=tracer_provider),
@@ -76,12 +87,19 @@ class Upstream:
             ],
         )
 
-    def error(self, error: grpc.aio.AioRpcError) -> ChorusError:
-        """What the caller should see for a failed call to this service."""
+    def error(
+        self, error: grpc.aio.AioRpcError, fields: Mapping[str, str] | None = None
+    ) -> ChorusError:
+        """What the caller should see for a failed call to this service.
+
+        INVALID_ARGUMENT is the caller's mistake, passed on naming the caller's field:
+        ``fields`` maps this service's field names to the caller's where they differ
+        (vision's ``image`` is the caller's ``photo``).
+        """
         code, details = error.code(), error.details() or ""
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             field, _, problem = details.partition(": ")
-            return InvalidArgument(field, problem)
+            return InvalidArgument((fields or {}).get(field, field), problem)
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return DeadlineExceeded(f"deadline passed waiting for {self.name}")
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:

@@ -8,10 +8,8 @@ import logging
 import math
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
 
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
-from grpc import aio
 from opentelemetry import trace
 from opentelemetry.metrics import Meter
 from opentelemetry.util.types import AttributeValue
@@ -20,6 +18,8 @@ from services.common.admission import AdmissionController
 from services.common.audio_proto import audio_format_proto, sample_format_from_proto
 from services.common.cache import ResultCache, cache_key
 from services.common.errors import InvalidArgument
+from services.common.grpc_context import Context
+from services.common.sample_rates import supported_sample_rate
 from services.common.validation import required_text
 from services.tts.cached_audio import pack_chunks, unpack_chunks
 from services.tts.engines.base import SpeechEngine, speaks
@@ -27,11 +27,8 @@ from services.tts.synthesis import SpeechStreamer, SynthesisProgress, SynthesisS
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 SPEAKING_RATE_RANGE = (0.5, 2.5)
 MAX_CHUNK_DURATION_MS = 1000
-
-Context = aio.ServicerContext[Any, Any]
 
 
 class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
@@ -187,13 +184,9 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
 
         voice = self._engine.resolve_voice(request.voice.strip(), request.language.strip())
 
-        sample_rate = request.sample_rate_hz or self._engine.sample_rate
-        if sample_rate not in SUPPORTED_SAMPLE_RATES:
-            raise InvalidArgument(
-                "sample_rate_hz",
-                f"{request.sample_rate_hz} Hz is not supported; use one of "
-                f"{', '.join(map(str, SUPPORTED_SAMPLE_RATES))} or 0 for the engine's own",
-            )
+        sample_rate = supported_sample_rate(
+            request.sample_rate_hz, self._engine.sample_rate, zero_means="the engine's own"
+        )
 
         sample_format = sample_format_from_proto(request.encoding, "encoding")
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
+from chorus.orchestrator.v1 import orchestrator_pb2
 
 from services.common.settings import ENV_PREFIX, ServerSettings, load_settings
 from tests.deploy.chorus_services import METRICS_PORT, SETTINGS, default_port
@@ -42,6 +43,13 @@ OTEL_VARIABLES = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}
 """The variables besides CHORUS_* that a Chorus service may be given."""
 
 GPU = "nvidia.com/gpu"
+
+LIVENESS_HEALTH = {
+    "orchestrator": orchestrator_pb2.DESCRIPTOR.services_by_name["Orchestrator"].full_name
+}
+"""Health names liveness reads instead of the overall one: the orchestrator's overall
+health follows tts, and a dependency that is down is no reason to restart it; its service's
+own name follows only its lifecycle (tests/orchestrator/test_dependency_health.py)."""
 
 
 def chorus_deployments(rendered: Rendered) -> dict[str, Doc]:
@@ -155,7 +163,7 @@ def test_each_service_listens_on_its_own_port(rendered: Rendered) -> None:
 def test_grpc_probes_check_overall_health_on_the_grpc_port(rendered: Rendered) -> None:
     """Readiness and liveness (and, for the model-loading services, startup) probes are
     there, and every probe is a native gRPC health check of the whole server on the
-    container's grpc port."""
+    container's grpc port, but for the liveness probes of LIVENESS_HEALTH."""
     for name, deployment in chorus_deployments(rendered).items():
         container = server(deployment)
         required = {"readinessProbe", "livenessProbe"}
@@ -166,7 +174,8 @@ def test_grpc_probes_check_overall_health_on_the_grpc_port(rendered: Rendered) -
             probe = container.get(probe_name)
             if probe is not None:
                 assert probe["grpc"]["port"] == container_ports(deployment)["grpc"], name
-                assert probe["grpc"].get("service", "") == "", name
+                expected = LIVENESS_HEALTH.get(name, "") if probe_name == "livenessProbe" else ""
+                assert probe["grpc"].get("service", "") == expected, (name, probe_name)
         if name in MODEL_SERVICES:
             startup = container["startupProbe"]
             allowed_s = startup["failureThreshold"] * startup.get("periodSeconds", 10)

@@ -9,7 +9,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, cast
 
-from services.orchestrator.call_scope import CallScope, Context
+from services.common.grpc_context import Context
+from services.orchestrator.call_scope import CallScope
 
 
 class EndingContext:
