@@ -13,14 +13,29 @@ MEDIAPIPE_MODELS := .models/mediapipe
 STAMP_MODELS := $(MEDIAPIPE_MODELS)/.extracted
 # uv (pinned and hash-checked in tools/uv-requirements.txt) installs the venv from uv.lock.
 UV := .tools/uv/bin/uv
-# The extras the local suite and the tests need (the images pick their own, see Dockerfiles).
+# The extras the local suite and the tests need (the images pick their own: IMAGE_ARGS below).
 EXTRAS := --extra dev --extra vision --extra tts --extra piper --extra cpu
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 # uv would otherwise download a Python of its own when $(PYTHON) is missing.
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test lint format bench proto lock clean
+# The four images, all from the one Dockerfile, each with its build args: the service
+# (python -m services.<name>), its gRPC port, its uv extras, the system packages it needs,
+# and whether the MediaPipe models are extracted into it. `make images` builds them from
+# the repository root; `make images BASE_IMAGE=...` builds from another base image.
+DOCKER ?= docker
+DOCKERFILE := deploy/docker/Dockerfile
+IMAGE_TAG ?= 0.1.0
+BASE_IMAGE ?=
+IMAGES := image-orchestrator image-tts image-prosody image-vision
+IMAGE_ARGS.orchestrator := --build-arg PORT=50051
+IMAGE_ARGS.tts := --build-arg PORT=50052 --build-arg EXTRAS="tts piper cpu"
+IMAGE_ARGS.prosody := --build-arg PORT=50053
+IMAGE_ARGS.vision := --build-arg PORT=50054 --build-arg EXTRAS="vision gpu" \
+	--build-arg APT_PACKAGES="libgl1 libglib2.0-0" --build-arg WITH_MEDIAPIPE_MODELS=true
+
+.PHONY: run test lint format bench proto lock images $(IMAGES) clean
 
 run: $(STAMP_GEN) $(STAMP_MODELS)
 	$(PY) -m services.suite
@@ -45,6 +60,12 @@ bench: $(STAMP_GEN) $(STAMP_MODELS)
 	$(PY) -m bench.admission
 
 proto: $(STAMP_GEN)
+
+images: $(IMAGES)
+
+$(IMAGES): image-%:
+	$(strip $(DOCKER) build -f $(DOCKERFILE) --build-arg SERVICE=$* $(IMAGE_ARGS.$*) \
+		$(BASE_IMAGE:%=--build-arg BASE_IMAGE=%) -t chorus/$*:$(IMAGE_TAG) .)
 
 # Update uv.lock on purpose: after editing pyproject.toml, or to take newer releases of
 # what is not pinned there (`make lock UPGRADE=--upgrade`). Nothing else writes the lock.
@@ -72,12 +93,10 @@ $(STAMP_MODELS): tools/mediapipe_models.py tools/mediapipe-requirements.txt
 	$(PYTHON) tools/mediapipe_models.py $(MEDIAPIPE_MODELS)
 	touch $@
 
-$(STAMP_GEN): $(PROTOS) $(STAMP_DEPS)
-	rm -rf $(GEN) && mkdir -p $(GEN)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iprotos \
-		--python_out=$(GEN) --grpc_python_out=$(GEN) --mypy_out=$(GEN) --mypy_grpc_out=$(GEN) \
-		$(PROTOS)
-	find $(GEN)/chorus -type d -exec touch {}/__init__.py \;
+# The one protobuf command, which the images' protos stage runs too (deploy/docker/Dockerfile).
+$(STAMP_GEN): $(PROTOS) tools/generate_protos.py $(STAMP_DEPS)
+	rm -rf $(GEN)
+	$(PY) tools/generate_protos.py $(GEN)
 	touch $@
 
 clean:

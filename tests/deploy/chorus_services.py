@@ -1,4 +1,4 @@
-"""The Chorus services that the Dockerfiles and manifests deploy, as the tests know them."""
+"""The Chorus services that the Dockerfile and manifests deploy, as the tests know them."""
 
 from __future__ import annotations
 
