@@ -2,8 +2,9 @@
 
 Starts the prosody server in a child process (its cache off, so every request does the
 work), then sends Adjust requests with the "celebration" preset on 1, 5 and 20 s of
-speech, at concurrency 1 and 4, with and without the confidence check. The baseline, in
-this same run, is the worker's own job called in-process (no gRPC, no worker hop).
+speech, at concurrency 1 and 4, with and without the confidence check (closed loop, with
+bench.load). The baseline, in this same run, is the worker's own job (``adjust_job``:
+adjust, confidence check, fallback decision) called in-process: no gRPC, no worker hop.
 
     python -m bench.prosody [--requests 30]
 """
@@ -19,14 +20,15 @@ import grpc
 import numpy as np
 from chorus.prosody.v1 import prosody_pb2, prosody_pb2_grpc
 
+from bench.load import drive
 from bench.report import print_report
 from bench.stats import percentiles_ms
 from services.common.launcher import ServiceProcess
 from services.common.pcm import Samples
 from services.common.wav import write_wav
-from services.prosody.jobs import adjust_job
-from services.prosody.praat import assess
+from services.prosody.pipeline import AdjustSpec, adjust_job
 from services.prosody.presets import PRESETS
+from services.prosody.settings import ProsodySettings
 from services.tts.engines.espeak import EspeakEngine
 
 DURATIONS_S = (1, 5, 20)
@@ -54,57 +56,34 @@ async def grpc_scenario(
 ) -> dict[str, object]:
     """``requests`` Adjust calls over ``concurrency`` concurrent clients."""
     mode = prosody_pb2.CONFIDENCE_MODE_CHECK if confidence else prosody_pb2.CONFIDENCE_MODE_SKIP
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
+    request = prosody_pb2.AdjustRequest(
+        audio=prosody_pb2.Audio(wav=wav), preset="celebration", confidence_mode=mode
+    )
     fallbacks = 0
-    remaining = requests
 
-    async def client() -> None:
-        nonlocal remaining, fallbacks
-        while remaining > 0:
-            remaining -= 1
-            request = prosody_pb2.AdjustRequest(
-                audio=prosody_pb2.Audio(wav=wav), preset="celebration", confidence_mode=mode
-            )
-            started = time.perf_counter()
-            try:
-                response = await stub.Adjust(request, timeout=60)
-            except grpc.aio.AioRpcError as error:
-                errors[error.code().name] = errors.get(error.code().name, 0) + 1
-                continue
-            latencies.append(time.perf_counter() - started)
-            fallbacks += response.fallback
+    async def call() -> None:
+        nonlocal fallbacks
+        response = await stub.Adjust(request, timeout=60)
+        fallbacks += response.fallback
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    wall = time.perf_counter() - started
-    return {
-        "requests": len(latencies),
-        "latency_ms": percentiles_ms(latencies),
-        "errors": errors,
-        "fallbacks": fallbacks,
-        "throughput_rps": round(len(latencies) / wall, 2),
-    }
+    load = await drive(call, concurrency, requests)
+    return {**load.summary(), "fallbacks": fallbacks}
 
 
 def in_process_scenario(
     samples: Samples, rate: int, requests: int, confidence: bool
 ) -> dict[str, object]:
     """The same Praat work called directly, one request at a time: the baseline."""
-    params = PRESETS["celebration"]
+    spec = AdjustSpec(
+        PRESETS["celebration"],
+        check_confidence=confidence,
+        # The server's default threshold, the one the gRPC scenarios' requests get.
+        min_confidence=ProsodySettings.min_confidence,
+    )
     latencies = []
     for _ in range(requests):
         started = time.perf_counter()
-        outcome = adjust_job(samples, rate, params, confidence)
-        if confidence:
-            assess(
-                samples,
-                outcome.samples,
-                rate,
-                params,
-                outcome.original_pitch_track,
-                outcome.pitch_track,
-            )
+        adjust_job(samples, rate, spec)
         latencies.append(time.perf_counter() - started)
     return {"requests": requests, "latency_ms": percentiles_ms(latencies)}
 

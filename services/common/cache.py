@@ -16,11 +16,10 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as redis
-from google.protobuf.message import Message
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from redis.backoff import NoBackoff
@@ -34,7 +33,19 @@ from services.common.telemetry import Telemetry
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-MessageT = TypeVar("MessageT", bound=Message)
+
+
+class CachedResponse(Protocol):
+    """A whole response message that says whether the cache answered it."""
+
+    cache_hit: bool
+
+    def SerializeToString(self, *, deterministic: bool = ...) -> bytes:  # noqa: N802 (protobuf's name)
+        """The message's wire bytes."""
+        ...
+
+
+ResponseT = TypeVar("ResponseT", bound=CachedResponse)
 
 
 def cache_key(*parts: object) -> str:
@@ -156,14 +167,25 @@ class ResultCache:
             )
             return value
 
-    async def get_message(self, key: str, message_type: type[MessageT]) -> MessageT | None:
-        """A cached protobuf message (a whole response), parsed; None on a miss."""
-        value = await self.get(key)
-        return None if value is None else message_type.FromString(value)
-
-    async def put_message(self, key: str, message: Message) -> None:
-        """Store a protobuf message, as ``get_message`` reads it back."""
-        await self.put(key, message.SerializeToString())
+    async def response(
+        self,
+        key: str,
+        parse: Callable[[bytes], ResponseT],
+        compute: Callable[[], Awaitable[ResponseT]],
+        keep: Callable[[ResponseT], bool] = lambda _response: True,
+    ) -> ResponseT:
+        """The response cached under ``key`` (``parse`` is its type's ``FromString``), with
+        ``cache_hit`` set; else ``compute()``'s, stored unless ``keep`` says it must not be
+        (a result cut short by its deadline)."""
+        cached = await self.get(key)
+        if cached is not None:
+            response = parse(cached)
+            response.cache_hit = True
+            return response
+        response = await compute()
+        if keep(response):
+            await self.put(key, response.SerializeToString())
+        return response
 
     async def put(self, key: str, value: bytes) -> None:
         """Store in memory now and in Redis in the background (the caller never waits)."""

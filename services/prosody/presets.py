@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.prosody.praat import AdjustParams
+from services.prosody.adjustment import AdjustParams
 
 PRESETS: dict[str, AdjustParams] = {
     "neutral": AdjustParams(),

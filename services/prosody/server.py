@@ -13,7 +13,7 @@ from services.common.cache import ResultCache
 from services.common.process_pool import ProcessPool
 from services.common.server import run_service
 from services.common.telemetry import Telemetry
-from services.prosody.jobs import warm_up
+from services.prosody.pipeline import ProsodyPipeline, warm_up
 from services.prosody.servicer import ProsodyServicer
 from services.prosody.settings import ProsodySettings
 
@@ -30,7 +30,7 @@ class ProsodyService:
         self.cache = ResultCache.from_settings("prosody", settings, telemetry)
         self.admission = AdmissionController.from_settings(settings, telemetry)
         self._servicer = ProsodyServicer(
-            pool=self.pool,
+            pipeline=ProsodyPipeline(self.pool, telemetry.tracer),
             cache=self.cache,
             admission=self.admission,
             tracer=telemetry.tracer,

@@ -1,27 +1,31 @@
-"""Prosody servicer: validates, serves from cache or the Praat workers, decides fallbacks."""
+"""Prosody servicer: validates requests, converts them to the pipeline's calls and back.
+
+What a request does (the worker job, its time budget, the confidence check and the
+fallback decision) is in ``services.prosody.pipeline``; this module maps protobuf to it,
+serves repeats from the cache, and holds an admission slot while the audio is decoded and
+worked on.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import math
-from typing import Any
 
 from chorus.prosody.v1 import prosody_pb2, prosody_pb2_grpc
-from grpc import aio
 from opentelemetry import trace
 
 from services.common.admission import AdmissionController
 from services.common.cache import ResultCache, cache_key
 from services.common.errors import InvalidArgument
+from services.common.grpc_context import Context
 from services.common.pcm import Samples
-from services.common.process_pool import ProcessPool
+from services.prosody.adjustment import AdjustParams
+from services.prosody.analysis import ProsodyAnalysis
 from services.prosody.audio_messages import AudioForm, decode_audio, encode_audio
-from services.prosody.jobs import adjust_job, analyze_job
-from services.prosody.praat import AdjustParams, ConfidenceReport, Stage, assess
+from services.prosody.confidence import ConfidenceReport
+from services.prosody.pipeline import AdjustOutcome, AdjustSpec, ProsodyPipeline
 from services.prosody.presets import DEFAULT_PRESET, PRESETS
-
-Context = aio.ServicerContext[Any, Any]
 
 PITCH_SHIFT_LIMIT = 12.0
 PITCH_RANGE_LIMITS = (0.0, 3.0)
@@ -32,12 +36,12 @@ _DEADLINE_MARGIN_S = 0.05
 
 
 class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
-    """Serves chorus.prosody.v1.Prosody with Praat in a pool of worker processes."""
+    """Serves chorus.prosody.v1.Prosody through the prosody pipeline."""
 
     def __init__(
         self,
         *,
-        pool: ProcessPool,
+        pipeline: ProsodyPipeline,
         cache: ResultCache,
         admission: AdmissionController,
         tracer: trace.Tracer,
@@ -45,7 +49,7 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
         min_confidence: float,
         time_budget_s: float,
     ) -> None:
-        self._pool = pool
+        self._pipeline = pipeline
         self._cache = cache
         self._admission = admission
         self._tracer = tracer
@@ -57,44 +61,65 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
         self, request: prosody_pb2.AnalyzeRequest, context: Context
     ) -> prosody_pb2.AnalyzeResponse:
         """Measure pitch, voicing, intensity and speaking rate."""
+
+        async def analyze() -> prosody_pb2.AnalyzeResponse:
+            async with self._admission.slot("Analyze"):
+                samples, form = await self._decode(request.audio)
+                analysis = await self._pipeline.analyze(samples, form.sample_rate)
+            return _analyze_response(analysis)
+
         # Only valid requests are ever cached, so a hit needs no decoding.
         key = cache_key("analyze", _audio_digest(request.audio))
-        cached = await self._cache.get_message(key, prosody_pb2.AnalyzeResponse)
-        if cached is not None:
-            cached.cache_hit = True
-            return cached
-        async with self._admission.slot("Analyze"):
-            samples, form = await self._decode(request.audio)
-            outcome = await self._pool.run(analyze_job, samples, form.sample_rate)
-        self._record_stages(outcome.stages, outcome.worker_pid)
-        analysis = outcome.analysis
-        response = prosody_pb2.AnalyzeResponse(
-            duration_seconds=analysis.duration_s,
-            f0_median_hz=analysis.f0_median_hz,
-            f0_min_hz=analysis.f0_min_hz,
-            f0_max_hz=analysis.f0_max_hz,
-            f0_range_semitones=analysis.f0_range_semitones,
-            f0_contour_semitones=analysis.f0_contour_semitones,
-            voiced_fraction=analysis.voiced_fraction,
-            intensity_mean_db=analysis.intensity_mean_db,
-            speaking_rate_syllables_per_second=analysis.speaking_rate_syllables_per_s,
-        )
-        await self._cache.put_message(key, response)
-        return response
+        return await self._cache.response(key, prosody_pb2.AnalyzeResponse.FromString, analyze)
 
     async def Adjust(
         self, request: prosody_pb2.AdjustRequest, context: Context
     ) -> prosody_pb2.AdjustResponse:
         """Adjust pitch, range, tempo and energy; fall back to the original when unsure."""
+        spec, adjustment = self._adjust_spec(request)
+        timed_out = False
+
+        async def adjust() -> prosody_pb2.AdjustResponse:
+            nonlocal timed_out
+            budget = self._budget(context)
+            async with self._admission.slot("Adjust"):
+                samples, form = await self._decode(request.audio)
+                outcome = await self._pipeline.adjust(samples, form.sample_rate, spec, budget)
+            timed_out = outcome.timed_out
+            return self._adjust_response(request.audio, form, adjustment, outcome, spec)
+
+        key = cache_key(
+            "adjust",
+            _audio_digest(request.audio),
+            adjustment.SerializeToString(deterministic=True).hex(),
+            spec.check_confidence,
+            spec.min_confidence,
+            spec.keep_low_confidence,
+        )
+        # A fallback forced by the time budget says nothing about the audio: not kept.
+        return await self._cache.response(
+            key, prosody_pb2.AdjustResponse.FromString, adjust, keep=lambda _: not timed_out
+        )
+
+    def _adjust_spec(
+        self, request: prosody_pb2.AdjustRequest
+    ) -> tuple[AdjustSpec, prosody_pb2.Adjustment]:
+        """The pipeline's spec of a valid request, and the adjustment it reports back;
+        InvalidArgument names the field that is wrong."""
         preset, params = _requested_params(request)
         if request.confidence_mode not in prosody_pb2.ConfidenceMode.values():
             raise InvalidArgument(
                 "confidence_mode", f"{request.confidence_mode} is not a ConfidenceMode"
             )
-        check = request.confidence_mode != prosody_pb2.CONFIDENCE_MODE_SKIP
         threshold = request.min_confidence or self._min_confidence
         if not 0.0 <= threshold <= 1.0 or math.isnan(threshold):
             raise InvalidArgument("min_confidence", f"{threshold:g} is outside 0 to 1")
+        spec = AdjustSpec(
+            params=params,
+            check_confidence=request.confidence_mode != prosody_pb2.CONFIDENCE_MODE_SKIP,
+            min_confidence=threshold,
+            keep_low_confidence=request.keep_low_confidence,
+        )
         adjustment = prosody_pb2.Adjustment(
             preset=preset,
             pitch_shift_semitones=params.pitch_shift_semitones,
@@ -102,61 +127,31 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
             tempo=params.tempo,
             energy_db=params.energy_db,
         )
-        key = cache_key(
-            "adjust",
-            _audio_digest(request.audio),
-            adjustment.SerializeToString(deterministic=True).hex(),
-            check,
-            threshold,
-            request.keep_low_confidence,
-        )
-        cached = await self._cache.get_message(key, prosody_pb2.AdjustResponse)
-        if cached is not None:
-            cached.cache_hit = True
-            return cached
-        budget = self._budget(context)
-        async with self._admission.slot("Adjust"):
-            samples, form = await self._decode(request.audio)
-            try:
-                outcome = await asyncio.wait_for(
-                    self._pool.run(adjust_job, samples, form.sample_rate, params, check), budget
-                )
-            except TimeoutError:
-                # Workers finish in the background; the caller gets its audio back now.
-                return _fallback(
-                    request, adjustment, None, threshold, f"time budget of {budget:.2f} s exceeded"
-                )
-        self._record_stages(outcome.stages, outcome.worker_pid)
+        return spec, adjustment
+
+    def _adjust_response(
+        self,
+        original: prosody_pb2.Audio,
+        form: AudioForm,
+        adjustment: prosody_pb2.Adjustment,
+        outcome: AdjustOutcome,
+        spec: AdjustSpec,
+    ) -> prosody_pb2.AdjustResponse:
+        """The outcome as a response: the adjusted audio in the caller's form, or on a
+        fallback the caller's own audio, untouched, with why."""
         adjustment.limiter_gain_db = outcome.limiter_gain_db
-        confidence = None
-        if check:
-            with self._tracer.start_as_current_span("prosody.confidence"):
-                confidence = assess(
-                    samples,
-                    outcome.samples,
-                    form.sample_rate,
-                    params,
-                    outcome.original_pitch_track,
-                    outcome.pitch_track,
-                )
-        if (
-            confidence is not None
-            and confidence.score < threshold
-            and not request.keep_low_confidence
-        ):
-            response = _fallback(
-                request, adjustment, confidence, threshold, _low_reason(confidence, threshold)
-            )
-        else:
-            with self._tracer.start_as_current_span("prosody.encode"):
-                audio = encode_audio(outcome.samples, form)
-            response = prosody_pb2.AdjustResponse(
-                audio=audio,
+        confidence = _report(outcome.confidence, spec.min_confidence)
+        if outcome.samples is None:
+            return prosody_pb2.AdjustResponse(
+                audio=original,
                 adjustment=adjustment,
-                confidence=_report(confidence, threshold),
+                confidence=confidence,
+                fallback=True,
+                fallback_reason=outcome.fallback_reason,
             )
-        await self._cache.put_message(key, response)
-        return response
+        with self._tracer.start_as_current_span("prosody.encode"):
+            audio = encode_audio(outcome.samples, form)
+        return prosody_pb2.AdjustResponse(audio=audio, adjustment=adjustment, confidence=confidence)
 
     async def _decode(self, audio: prosody_pb2.Audio) -> tuple[Samples, AudioForm]:
         """The request's audio, decoded in a thread while the caller holds an admission
@@ -171,16 +166,6 @@ class ProsodyServicer(prosody_pb2_grpc.ProsodyServicer):
         if remaining is None:
             return self._time_budget_s
         return max(0.0, min(self._time_budget_s, remaining - _DEADLINE_MARGIN_S))
-
-    def _record_stages(self, stages: tuple[Stage, ...], worker_pid: int) -> None:
-        """Spans for the stages that ran in a worker, in this process's trace."""
-        for stage in stages:
-            span = self._tracer.start_span(
-                stage.name,
-                start_time=stage.start_ns,
-                attributes={"chorus.prosody.worker_pid": worker_pid},
-            )
-            span.end(end_time=stage.end_ns)
 
 
 def _requested_params(request: prosody_pb2.AdjustRequest) -> tuple[str, AdjustParams]:
@@ -217,6 +202,20 @@ def _audio_digest(audio: prosody_pb2.Audio) -> str:
     return hashlib.sha256(audio.SerializeToString(deterministic=True)).hexdigest()
 
 
+def _analyze_response(analysis: ProsodyAnalysis) -> prosody_pb2.AnalyzeResponse:
+    return prosody_pb2.AnalyzeResponse(
+        duration_seconds=analysis.duration_s,
+        f0_median_hz=analysis.f0_median_hz,
+        f0_min_hz=analysis.f0_min_hz,
+        f0_max_hz=analysis.f0_max_hz,
+        f0_range_semitones=analysis.f0_range_semitones,
+        f0_contour_semitones=analysis.f0_contour_semitones,
+        voiced_fraction=analysis.voiced_fraction,
+        intensity_mean_db=analysis.intensity_mean_db,
+        speaking_rate_syllables_per_second=analysis.speaking_rate_syllables_per_s,
+    )
+
+
 def _report(confidence: ConfidenceReport | None, threshold: float) -> prosody_pb2.ConfidenceReport:
     if confidence is None:
         return prosody_pb2.ConfidenceReport(measured=False, threshold=threshold)
@@ -234,29 +233,4 @@ def _report(confidence: ConfidenceReport | None, threshold: float) -> prosody_pb
             )
             for part in confidence.parts
         ],
-    )
-
-
-def _low_reason(confidence: ConfidenceReport, threshold: float) -> str:
-    weakest = min(confidence.parts, key=lambda part: part.score)
-    return (
-        f"confidence {confidence.score:.2f} is below {threshold:.2f}; "
-        f"weakest: {weakest.name} ({weakest.detail})"
-    )
-
-
-def _fallback(
-    request: prosody_pb2.AdjustRequest,
-    adjustment: prosody_pb2.Adjustment,
-    confidence: ConfidenceReport | None,
-    threshold: float,
-    reason: str,
-) -> prosody_pb2.AdjustResponse:
-    """The caller's own audio back, untouched, with why."""
-    return prosody_pb2.AdjustResponse(
-        audio=request.audio,
-        adjustment=adjustment,
-        confidence=_report(confidence, threshold),
-        fallback=True,
-        fallback_reason=reason,
     )

@@ -17,6 +17,7 @@ from services.common.server import run_service
 from services.common.telemetry import Telemetry
 from services.vision.batcher import DetectionBatcher
 from services.vision.engines import create_detector, create_matting
+from services.vision.pipeline import VisionPipeline
 from services.vision.servicer import VisionServicer
 from services.vision.settings import VisionSettings
 
@@ -37,16 +38,17 @@ class VisionService:
         self.batcher = self._batcher(settings)
         self.cache = ResultCache.from_settings("vision", settings, telemetry)
         self.admission = AdmissionController.from_settings(settings, telemetry)
-        self._servicer = VisionServicer(
+        pipeline = VisionPipeline(
             detector=self.detector,
             matting=self.matting,
             executor=self._executor,
             batcher=self.batcher,
-            cache=self.cache,
-            admission=self.admission,
             tracer=telemetry.tracer,
             max_pixels=settings.max_pixels,
             working_side=settings.working_side,
+        )
+        self._servicer = VisionServicer(
+            pipeline=pipeline, cache=self.cache, admission=self.admission
         )
 
     @property

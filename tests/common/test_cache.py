@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis
+from chorus.prosody.v1 import prosody_pb2
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -308,3 +309,38 @@ def test_cache_key_refuses_parts_it_would_have_to_stringify() -> None:
     # str(b"x") is "b'x'": stringifying would make these two keys equal.
     with pytest.raises(TypeError):
         cache_key(b"x")
+
+
+async def test_a_response_is_computed_once_then_served_marked_as_a_hit(
+    recorder: Recorder,
+) -> None:
+    cache = make_cache(recorder, None)
+    computed: list[int] = []
+
+    async def compute() -> prosody_pb2.AnalyzeResponse:
+        computed.append(1)
+        return prosody_pb2.AnalyzeResponse(duration_seconds=1.5)
+
+    first = await cache.response("k", prosody_pb2.AnalyzeResponse.FromString, compute)
+    second = await cache.response("k", prosody_pb2.AnalyzeResponse.FromString, compute)
+    assert (first.cache_hit, second.cache_hit) == (False, True)
+    assert second.duration_seconds == 1.5
+    assert computed == [1]
+
+
+async def test_a_response_the_caller_says_not_to_keep_is_computed_again(
+    recorder: Recorder,
+) -> None:
+    cache = make_cache(recorder, None)
+    computed: list[int] = []
+
+    async def compute() -> prosody_pb2.AnalyzeResponse:
+        computed.append(1)
+        return prosody_pb2.AnalyzeResponse()
+
+    for _ in range(2):
+        response = await cache.response(
+            "k", prosody_pb2.AnalyzeResponse.FromString, compute, keep=lambda _: False
+        )
+        assert not response.cache_hit
+    assert computed == [1, 1]

@@ -8,7 +8,7 @@ from chorus.prosody.v1 import prosody_pb2, prosody_pb2_grpc
 
 from services.common.wav import write_wav
 from services.prosody.server import ProsodyService
-from services.tts.engines.espeak import EspeakEngine
+from tests.prosody.speech import CONGRATULATIONS, espeak_speech
 from tests.support.media import speech_recordings
 from tests.support.service_harness import ServerUnderTest
 
@@ -26,15 +26,10 @@ def recordings() -> list[bytes]:
     return [path.read_bytes() for path in speech_recordings()]
 
 
-CONGRATULATIONS = "Congratulations on your new job. We are all very proud of you."
-
-
 @cache
 def espeak_wav(text: str = CONGRATULATIONS) -> bytes:
     """Speech made by the espeak engine, as a 16-bit WAV at 22050 Hz."""
-    engine = EspeakEngine()
-    engine.load()
-    return write_wav(engine.speak_whole(text), engine.sample_rate)
+    return write_wav(*espeak_speech(text))
 
 
 def wav_audio(data: bytes) -> prosody_pb2.Audio:

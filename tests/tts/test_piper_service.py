@@ -18,7 +18,7 @@ from chorus.tts.v1 import tts_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.pcm import SampleFormat, decode, encode
-from services.prosody.praat import analyze
+from services.prosody.analysis import analyze
 from services.tts.engines.piper import PiperEngine
 from services.tts.engines.piper_runner import FIRST_WINDOW_FRAMES
 from services.tts.engines.sentence_pieces import split_pieces

@@ -19,7 +19,7 @@ import pytest
 
 from services.common.errors import EngineError, InvalidArgument
 from services.common.settings import load_settings
-from services.prosody.praat import analyze
+from services.prosody.analysis import analyze
 from services.tts.engines import create_engine
 from services.tts.engines.base import PcmChunk, VoiceInfo
 from services.tts.engines.espeak import EspeakEngine
