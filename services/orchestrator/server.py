@@ -19,6 +19,7 @@ from services.orchestrator.servicer import OrchestratorServicer
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.speech import SpeechClient
 from services.orchestrator.upstreams import Upstream
+from services.orchestrator.vision_client import VisionClient
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["Orchestrator"].full_name
 
@@ -59,7 +60,7 @@ class OrchestratorService:
         )
         self._servicer = OrchestratorServicer(
             speech=SpeechClient(self.tts, self.prosody),
-            vision=self.vision,
+            vision=VisionClient(self.vision),
             admission=self.admission,
             tracer=telemetry.tracer,
             meter=telemetry.meter,

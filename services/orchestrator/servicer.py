@@ -1,44 +1,48 @@
-"""Orchestrator servicer: the pipelines backend callers and realtime clients use."""
+"""Orchestrator servicer: maps the orchestrator's messages to its pipelines and back.
+
+What each RPC does is in services.orchestrator.pipelines; this module checks requests,
+holds an admission slot per call, ties the pipelines to the call (its CallScope and
+deadline) and turns their events into messages.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import AsyncGenerator, Awaitable
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator
 
-import grpc
 from chorus.audio.v1 import audio_pb2
 from chorus.orchestrator.v1 import orchestrator_pb2 as pb
 from chorus.orchestrator.v1 import orchestrator_pb2_grpc
-from chorus.vision.v1 import vision_pb2, vision_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.metrics import Meter
 
 from services.common.admission import AdmissionController
-from services.common.errors import ChorusError, InvalidArgument
+from services.common.errors import InvalidArgument
 from services.common.grpc_context import Context
 from services.common.pcm import SampleFormat, decode
 from services.common.sample_rates import supported_sample_rate
+from services.common.stream_timing import StreamMetrics
 from services.common.validation import required_text
 from services.common.wav import write_wav
 from services.orchestrator.call_scope import CallScope
-from services.orchestrator.speech import SAMPLE_RATE, Adjusted, SpeechClient
-from services.orchestrator.upstreams import Upstream
-from services.tts.sentences import split_sentences
+from services.orchestrator.pipelines.batch import BatchOrder, synthesize_batch
+from services.orchestrator.pipelines.compose import (
+    Composed,
+    ComposeOrder,
+    ComposePipeline,
+    Stage,
+    StageFinished,
+    StageStarted,
+)
+from services.orchestrator.pipelines.speak import Audio, SentenceAdjusted, SpeakOrder, speak
+from services.orchestrator.speech import SAMPLE_RATE, SpeechClient
+from services.orchestrator.vision_client import VisionClient
 
-T = TypeVar("T")
-
-# Sentences synthesised ahead of the one being adjusted: the next is ready when needed.
-_SENTENCES_AHEAD = 2
-
-# vision's names for the caller's fields: vision checks the photo as its `image`.
-_VISION_FIELDS = {"image": "photo"}
-
-# The fields of a SynthesizeBatch that every segment shares, as tts and prosody name them:
-# one of them refused is refused for every segment, so the whole batch is.
-_BATCH_WIDE_FIELDS = frozenset({"voice", "language", "preset"})
+_STAGES = {
+    Stage.SPEECH: pb.STAGE_SPEECH,
+    Stage.PROSODY: pb.STAGE_PROSODY,
+    Stage.VISION: pb.STAGE_VISION,
+}
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
@@ -48,7 +52,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         self,
         *,
         speech: SpeechClient,
-        vision: Upstream,
+        vision: VisionClient,
         admission: AdmissionController,
         tracer: trace.Tracer,
         meter: Meter,
@@ -57,23 +61,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         max_batch_segments: int,
     ) -> None:
         self._speech = speech
-        self._vision = vision
-        self._vision_stub = vision_pb2_grpc.VisionStub(vision.channel)
+        self._compose = ComposePipeline(speech, vision, tracer)
         self._admission = admission
-        self._tracer = tracer
         self._max_text_chars = max_text_chars
         self._batch_concurrency = batch_concurrency
         self._max_batch_segments = max_batch_segments
-        self._ttfa = meter.create_histogram(
-            "chorus.orchestrator.time_to_first_audio",
-            unit="s",
-            description="Speak: request to the first audio sent",
-        )
-        self._chunk_gap = meter.create_histogram(
-            "chorus.orchestrator.chunk_gap",
-            unit="s",
-            description="Speak: time between consecutive audio messages",
-        )
+        self._stream_metrics = StreamMetrics(meter, "orchestrator", "Speak")
 
     async def Speak(
         self, request: pb.SpeakRequest, context: Context
@@ -81,86 +74,38 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         """Speech as it is made; with a preset, reshaped sentence by sentence."""
         # Everything checked before the format goes out: a stream that announced a format
         # must not then end for a request that could never have been served.
-        text = required_text(request.text, "text", self._max_text_chars)
-        rate = supported_sample_rate(request.sample_rate_hz, SAMPLE_RATE)
+        order = SpeakOrder(
+            text=required_text(request.text, "text", self._max_text_chars),
+            voice=request.voice,
+            language=request.language,
+            preset=request.preset,
+            sample_rate=supported_sample_rate(request.sample_rate_hz, SAMPLE_RATE),
+        )
         started = time.perf_counter()
-        span = trace.get_current_span()
         scope = CallScope.open(context)
         async with self._admission.slot("Speak"):
             yield pb.SpeakResponse(
                 format=audio_pb2.AudioFormat(
-                    sample_rate_hz=rate, encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE, channels=1
+                    sample_rate_hz=order.sample_rate,
+                    encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
+                    channels=1,
                 )
             )
             summary = pb.SpeakSummary(preset=request.preset)
+            timing = self._stream_metrics.timing(started)
             samples = 0
-            first_at = last_at = 0.0
-            if request.preset:
-                pieces = self._adjusted_sentences(request, text, rate, context, scope, summary)
-            else:
-                pieces = self._speech.stream(
-                    text, request.voice, request.language, rate, context.time_remaining()
-                )
-            async with contextlib.aclosing(pieces):
-                async for pcm in pieces:
-                    now = time.perf_counter()
-                    if not samples:
-                        first_at = now - started
-                        self._ttfa.record(first_at)
-                        span.add_event("orchestrator.first_audio")
-                    else:
-                        self._chunk_gap.record(now - last_at)
-                        span.add_event(
-                            "orchestrator.chunk_gap",
-                            {"chorus.orchestrator.gap_ms": round(1000 * (now - last_at), 3)},
-                        )
-                    last_at = now
-                    samples += len(pcm) // 2
-                    yield pb.SpeakResponse(audio=pcm)
-            summary.audio_seconds = samples / rate
-            summary.first_audio_seconds = first_at
+            async for event in speak(self._speech, order, scope, context.time_remaining):
+                if isinstance(event, Audio):
+                    timing.sent()
+                    samples += len(event.pcm) // 2
+                    yield pb.SpeakResponse(audio=event.pcm)
+                else:
+                    summary.sentences.append(_sentence_proto(event))
+            summary.audio_seconds = samples / order.sample_rate
+            summary.first_audio_seconds = timing.first_audio_s
             summary.total_seconds = time.perf_counter() - started
             summary.trace_id = _trace_id()
             yield pb.SpeakResponse(summary=summary)
-
-    async def _adjusted_sentences(
-        self,
-        request: pb.SpeakRequest,
-        text: str,
-        rate: int,
-        context: Context,
-        scope: CallScope,
-        summary: pb.SpeakSummary,
-    ) -> AsyncGenerator[bytes, None]:
-        """Each sentence synthesised then adjusted, later sentences made meanwhile."""
-        sentences = split_sentences(text)
-        made: list[asyncio.Task[bytes]] = []
-        for index in range(len(sentences)):
-            while len(made) < min(len(sentences), index + _SENTENCES_AHEAD):
-                made.append(
-                    scope.task(
-                        self._speech.synthesize(
-                            sentences[len(made)],
-                            request.voice,
-                            request.language,
-                            rate,
-                            context.time_remaining(),
-                        )
-                    )
-                )
-            pcm = await made[index]
-            adjusted = await self._speech.adjust(
-                pcm, rate, request.preset, context.time_remaining()
-            )
-            summary.sentences.append(
-                pb.SentenceProsody(
-                    index=index,
-                    confidence=adjusted.confidence.score,
-                    fallback=adjusted.fallback,
-                    fallback_reason=adjusted.fallback_reason,
-                )
-            )
-            yield adjusted.pcm
 
     async def ComposeMessage(
         self, request: pb.ComposeMessageRequest, context: Context
@@ -169,115 +114,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         text = required_text(request.text, "text", self._max_text_chars)
         if not request.photo:
             raise InvalidArgument("photo", "is empty")
+        order = ComposeOrder(text, request.voice, request.preset, request.photo)
         scope = CallScope.open(context)
-        started = time.perf_counter()
-        events: asyncio.Queue[pb.Progress] = asyncio.Queue()
-        timings: dict[pb.Stage.ValueType, float] = {}
-
-        async def stage(kind: pb.Stage.ValueType, work: Awaitable[T]) -> T:
-            events.put_nowait(
-                pb.Progress(stage=kind, elapsed_seconds=time.perf_counter() - started)
-            )
-            stage_started = time.perf_counter()
-            # A span per stage, so the services' calls nest under the stage they serve and
-            # a waterfall shows speech and vision side by side.
-            span_name = "orchestrator." + pb.Stage.Name(kind).removeprefix("STAGE_").lower()
-            try:
-                with self._tracer.start_as_current_span(span_name):
-                    result = await work
-            except ChorusError as error:
-                events.put_nowait(
-                    pb.Progress(
-                        stage=kind,
-                        finished=True,
-                        elapsed_seconds=time.perf_counter() - started,
-                        error=error.message,
-                    )
-                )
-                raise
-            timings[kind] = time.perf_counter() - stage_started
-            events.put_nowait(
-                pb.Progress(
-                    stage=kind,
-                    finished=True,
-                    elapsed_seconds=time.perf_counter() - started,
-                )
-            )
-            return result
-
-        async def speech() -> tuple[bytes, Adjusted | None]:
-            pcm = await stage(
-                pb.STAGE_SPEECH,
-                self._speech.synthesize(
-                    text, request.voice, "", SAMPLE_RATE, context.time_remaining()
-                ),
-            )
-            if not request.preset:
-                return pcm, None
-            try:
-                adjusted = await stage(
-                    pb.STAGE_PROSODY,
-                    self._speech.adjust(pcm, SAMPLE_RATE, request.preset, context.time_remaining()),
-                )
-            except InvalidArgument:
-                raise
-            except ChorusError:
-                return pcm, None  # prosody down: the unadjusted speech, flagged below
-            return adjusted.pcm, adjusted
-
-        async def vision() -> vision_pb2.PortraitResponse:
-            try:
-                return await self._vision_stub.Portrait(
-                    vision_pb2.PortraitRequest(image=request.photo),
-                    timeout=context.time_remaining(),
-                )
-            except grpc.aio.AioRpcError as error:
-                raise self._vision.error(error, _VISION_FIELDS) from None
-
         async with self._admission.slot("ComposeMessage"):
-            speech_task = scope.task(speech())
-            vision_task = scope.task(stage(pb.STAGE_VISION, vision()))
-            pending: set[asyncio.Task[Any]] = {speech_task, vision_task}
-            while pending:
-                getter = scope.task(events.get())
-                done, _ = await asyncio.wait(
-                    {getter, *pending}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getter in done:
-                    yield pb.ComposeMessageResponse(progress=getter.result())
+            async for event in self._compose.compose(order, scope, context.time_remaining):
+                if isinstance(event, Composed):
+                    yield pb.ComposeMessageResponse(result=_message_proto(event))
                 else:
-                    getter.cancel()
-                pending -= done
-                failure = _request_failure(speech_task, vision_task)
-                if failure is not None:
-                    # No message can come of it: the other stage's work is wasted.
-                    speech_task.cancel()
-                    vision_task.cancel()
-                    raise failure
-            while not events.empty():
-                yield pb.ComposeMessageResponse(progress=events.get_nowait())
-            pcm, adjusted = speech_task.result()  # speech failing fails the request
-            result = pb.ComposedMessage(
-                audio_wav=write_wav(decode(pcm, SampleFormat.S16LE), SAMPLE_RATE),
-                timings=[pb.StageTiming(stage=k, seconds=v) for k, v in timings.items()],
-            )
-            if adjusted is not None:
-                result.prosody_confidence.CopyFrom(adjusted.confidence)
-                result.prosody_fallback = adjusted.fallback
-            elif request.preset:
-                result.partial = True
-                result.missing.append("prosody")
-            try:
-                portrait = vision_task.result()
-            except ChorusError:
-                result.partial = True
-                result.missing.append("vision")
-            else:
-                result.cutout_png = portrait.cutout_png
-                result.detections.extend(portrait.detections)
-            result.total_seconds = time.perf_counter() - started
-            result.trace_id = _trace_id()
-            yield pb.ComposeMessageResponse(result=result)
+                    yield pb.ComposeMessageResponse(progress=_progress_proto(event))
 
     async def SynthesizeBatch(
         self, request: pb.SynthesizeBatchRequest, context: Context
@@ -298,58 +142,61 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             raise InvalidArgument("max_concurrency", f"{request.max_concurrency} is negative")
         # The server's setting bounds every batch: beyond it, segments would only crowd tts,
         # which refuses what it cannot take, and take its slots from other callers.
-        limit = asyncio.Semaphore(
-            min(request.max_concurrency or self._batch_concurrency, self._batch_concurrency)
+        concurrency = min(
+            request.max_concurrency or self._batch_concurrency, self._batch_concurrency
         )
+        order = BatchOrder(texts, request.voice, request.preset, concurrency)
         scope = CallScope.open(context)
-        # Set by the first segment refused for a field every segment shares: the batch ends
-        # with that error, and no segment waiting for a slot starts.
-        refused = asyncio.Event()
-
-        async def segment(index: int, text: str) -> pb.SynthesizeBatchResponse | None:
-            async with limit:
-                if refused.is_set():
-                    return None
-                started = time.perf_counter()
-                try:
-                    pcm = await self._speech.synthesize(
-                        text, request.voice, "", SAMPLE_RATE, context.time_remaining()
-                    )
-                    if request.preset:
-                        pcm = (
-                            await self._speech.adjust(
-                                pcm, SAMPLE_RATE, request.preset, context.time_remaining()
-                            )
-                        ).pcm
-                except InvalidArgument as error:
-                    if error.field in _BATCH_WIDE_FIELDS:
-                        refused.set()
-                        raise
-                    return pb.SynthesizeBatchResponse(index=index, error=error.message)
-                except ChorusError as error:
-                    return pb.SynthesizeBatchResponse(index=index, error=error.message)
-                return pb.SynthesizeBatchResponse(
-                    index=index,
-                    audio_wav=write_wav(decode(pcm, SampleFormat.S16LE), SAMPLE_RATE),
-                    seconds=time.perf_counter() - started,
-                )
-
         async with self._admission.slot("SynthesizeBatch"):
-            tasks = [scope.task(segment(i, text)) for i, text in enumerate(texts)]
-            for finished in asyncio.as_completed(tasks):
-                response = await finished  # a batch-wide refusal raises, ending the batch
-                if response is not None:
-                    yield response
+            async for done in synthesize_batch(self._speech, order, scope, context.time_remaining):
+                if done.pcm is None:
+                    yield pb.SynthesizeBatchResponse(index=done.index, error=done.error)
+                else:
+                    yield pb.SynthesizeBatchResponse(
+                        index=done.index, audio_wav=_wav(done.pcm), seconds=done.seconds
+                    )
 
 
-def _request_failure(speech: asyncio.Task[Any], vision: asyncio.Task[Any]) -> BaseException | None:
-    """Why a ComposeMessage cannot succeed, as soon as a stage says so: speech failed
-    (there is no message without it), or vision refused the photo. A bad photo is the
-    caller's mistake, not a failing service: no partial message covers it up."""
-    if speech.done() and not speech.cancelled() and speech.exception() is not None:
-        return speech.exception()
-    error = vision.exception() if vision.done() and not vision.cancelled() else None
-    return error if isinstance(error, InvalidArgument) else None
+def _sentence_proto(event: SentenceAdjusted) -> pb.SentenceProsody:
+    return pb.SentenceProsody(
+        index=event.index,
+        confidence=event.confidence,
+        fallback=event.fallback,
+        fallback_reason=event.fallback_reason,
+    )
+
+
+def _progress_proto(event: StageStarted | StageFinished) -> pb.Progress:
+    progress = pb.Progress(stage=_STAGES[event.stage], elapsed_seconds=event.elapsed_s)
+    if isinstance(event, StageFinished):
+        progress.finished = True
+        progress.error = event.error
+    return progress
+
+
+def _message_proto(message: Composed) -> pb.ComposedMessage:
+    result = pb.ComposedMessage(
+        audio_wav=_wav(message.pcm),
+        timings=[
+            pb.StageTiming(stage=_STAGES[stage], seconds=seconds)
+            for stage, seconds in message.stage_seconds.items()
+        ],
+        partial=bool(message.missing),
+        missing=message.missing,
+        total_seconds=message.total_s,
+        trace_id=_trace_id(),
+    )
+    if message.adjusted is not None:
+        result.prosody_confidence.CopyFrom(message.adjusted.confidence)
+        result.prosody_fallback = message.adjusted.fallback
+    if message.portrait is not None:
+        result.cutout_png = message.portrait.cutout_png
+        result.detections.extend(message.portrait.detections)
+    return result
+
+
+def _wav(pcm: bytes) -> bytes:
+    return write_wav(decode(pcm, SampleFormat.S16LE), SAMPLE_RATE)
 
 
 def _trace_id() -> str:

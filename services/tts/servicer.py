@@ -20,6 +20,7 @@ from services.common.cache import ResultCache, cache_key
 from services.common.errors import InvalidArgument
 from services.common.grpc_context import Context
 from services.common.sample_rates import supported_sample_rate
+from services.common.stream_timing import StreamMetrics
 from services.common.validation import required_text
 from services.tts.cached_audio import pack_chunks, unpack_chunks
 from services.tts.engines.base import SpeechEngine, speaks
@@ -51,16 +52,7 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
         self._admission = admission
         self._tracer = tracer
         self._max_text_chars = max_text_chars
-        self._ttfa = meter.create_histogram(
-            "chorus.tts.time_to_first_audio",
-            unit="s",
-            description="Server time from request to the first audio chunk",
-        )
-        self._chunk_gap = meter.create_histogram(
-            "chorus.tts.chunk_gap",
-            unit="s",
-            description="Time between consecutive audio chunks of one stream",
-        )
+        self._stream_metrics = StreamMetrics(meter, "tts", "a Synthesize")
 
     async def ListVoices(
         self, request: tts_pb2.ListVoicesRequest, context: Context
@@ -120,24 +112,12 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
             )
             made: list[bytes] = []
             sample_offset = 0
-            first_chunk_s = 0.0
-            last_chunk_at = started
+            timing = self._stream_metrics.timing(started, {"chorus.cache.hit": cached is not None})
             try:
                 # aclosing: a cancelled RPC must close the engine stream now, not at GC.
                 async with contextlib.aclosing(chunks):
                     async for audio in chunks:
-                        now = time.perf_counter()
-                        if not made:
-                            first_chunk_s = now - started
-                            span.add_event("tts.first_chunk")
-                            self._ttfa.record(
-                                first_chunk_s, {"chorus.cache.hit": cached is not None}
-                            )
-                        else:
-                            self._chunk_gap.record(
-                                now - last_chunk_at, {"chorus.cache.hit": cached is not None}
-                            )
-                        last_chunk_at = now
+                        timing.sent()
                         samples = len(audio) // spec.sample_format.bytes_per_sample
                         yield tts_pb2.SynthesizeResponse(
                             chunk=tts_pb2.AudioChunk(
@@ -174,7 +154,7 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
                     sample_count=sample_offset,
                     audio_seconds=audio_seconds,
                     synthesis_seconds=time.perf_counter() - started,
-                    first_chunk_seconds=first_chunk_s,
+                    first_chunk_seconds=timing.first_audio_s,
                 )
             )
 

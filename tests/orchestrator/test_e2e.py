@@ -23,7 +23,7 @@ from skimage import data
 from services.common.launcher import REPO_ROOT, ServiceProcess, free_port
 from services.common.local_redis import RedisServer
 from services.common.wav import read_wav
-from services.suite import SERVICES, suite_processes
+from services.suite import SERVICES, running_suite, suite_processes
 from tests.support.otlp_collector import OtlpCollector, ReceivedSpan
 from tests.support.waiting import WAIT_S, wait_until
 
@@ -64,18 +64,14 @@ async def suite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Suite
         },
     )
     try:
-        for process in processes.values():
-            process.start()
-        await asyncio.gather(*(p.wait_healthy(timeout_s=90) for p in processes.values()))
-        async with grpc.aio.insecure_channel(processes["orchestrator"].address) as channel:
+        async with (
+            running_suite(processes, healthy_within_s=90),
+            grpc.aio.insecure_channel(processes["orchestrator"].address) as channel,
+        ):
             yield Suite(
                 processes, redis, collector, orchestrator_pb2_grpc.OrchestratorStub(channel)
             )
     finally:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            await asyncio.to_thread(process.wait)
         redis.stop()
         await collector.stop()
 

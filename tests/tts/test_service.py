@@ -279,7 +279,7 @@ async def test_spans_cover_each_stage_in_one_trace(tts: TtsServer) -> None:
     assert synth.attributes["chorus.tts.chars"] == len(SHORT)
     assert synth.attributes["chorus.cache.hit"] is False
     assert synth.attributes["chorus.tts.engine"] == "espeak"
-    assert [e.name for e in synth.events][:1] == ["tts.first_chunk"]
+    assert [e.name for e in synth.events][:1] == ["tts.first_audio"]
 
 
 async def test_health_turns_serving_only_after_warm_up(start_tts: StartTts) -> None:
