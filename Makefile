@@ -38,19 +38,19 @@ IMAGE_ARGS.vision := --build-arg PORT=50054 --build-arg EXTRAS="vision gpu" \
 .PHONY: run test lint format bench proto lock images $(IMAGES) clean
 
 run: $(STAMP_GEN) $(STAMP_MODELS)
-	$(PY) -m services.suite
+	$(PY) -m devtools.suite
 
 test: lint $(STAMP_MODELS)
 	$(PY) -m pytest
 
 lint: $(STAMP_GEN)
-	$(VENV)/bin/ruff check services tests bench deploy tools
-	$(VENV)/bin/ruff format --check services tests bench deploy tools
+	$(VENV)/bin/ruff check services devtools tests bench deploy tools
+	$(VENV)/bin/ruff format --check services devtools tests bench deploy tools
 	$(VENV)/bin/mypy
 
 format: $(STAMP_DEPS)
-	$(VENV)/bin/ruff check --fix services tests bench deploy tools
-	$(VENV)/bin/ruff format services tests bench deploy tools
+	$(VENV)/bin/ruff check --fix services devtools tests bench deploy tools
+	$(VENV)/bin/ruff format services devtools tests bench deploy tools
 
 bench: $(STAMP_GEN) $(STAMP_MODELS)
 	$(PY) -m bench.tts_ttfa

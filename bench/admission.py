@@ -20,8 +20,8 @@ from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 
 from bench.report import print_report
 from bench.stats import percentiles_ms
+from devtools.launcher import ServiceProcess
 from services.common.callers import CALLER_METADATA
-from services.common.launcher import ServiceProcess
 
 # Minutes of audio, far beyond what gRPC buffers for a reader that never reads.
 LONG_TEXT = "This sentence is spoken again and again. " * 120

@@ -34,8 +34,8 @@ from skimage import data
 
 from bench.load import Call, drive
 from bench.report import print_report
-from services.common.launcher import ServiceProcess, free_port
-from services.suite import SERVICES, running_suite, suite_processes
+from devtools.launcher import ServiceProcess, free_port
+from devtools.suite import SERVICES, running_suite, suite_processes
 
 TEXT = "Congratulations on the new job! We are all so proud of you."
 LEVELS = (1, 5, 20)
@@ -53,7 +53,7 @@ def photo_jpeg() -> bytes:
 
 
 def suite(folder: Path) -> dict[str, ServiceProcess]:
-    """The suite on free ports, caches off (started by services.suite.running_suite)."""
+    """The suite on free ports, caches off (started by devtools.suite.running_suite)."""
     return suite_processes(
         {name: free_port() for name in SERVICES},
         "",

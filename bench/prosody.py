@@ -23,7 +23,7 @@ from chorus.prosody.v1 import prosody_pb2, prosody_pb2_grpc
 from bench.load import drive
 from bench.report import print_report
 from bench.stats import percentiles_ms
-from services.common.launcher import ServiceProcess
+from devtools.launcher import ServiceProcess
 from services.common.pcm import Samples
 from services.common.wav import write_wav
 from services.prosody.pipeline import AdjustSpec, adjust_job

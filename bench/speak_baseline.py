@@ -26,8 +26,8 @@ from chorus.orchestrator.v1 import orchestrator_pb2_grpc
 
 from bench.report import print_report
 from bench.stats import percentiles_ms
-from services.common.launcher import REPO_ROOT, free_port
-from services.suite import SERVICES, running_suite, suite_processes
+from devtools.launcher import REPO_ROOT, free_port
+from devtools.suite import SERVICES, running_suite, suite_processes
 
 TEXT = "Congratulations on the new job! We are all so proud of you."
 SUITE_ENV = {

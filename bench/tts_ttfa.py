@@ -42,17 +42,17 @@ from opentelemetry.trace import NoOpTracer
 
 from bench.load import Load, drive
 from bench.report import print_report
-from services.common.launcher import ServiceProcess
+from devtools.builders.tiny_vits import VITS_SIZES
+from devtools.launcher import ServiceProcess
 from services.common.pcm import SampleFormat
+from services.common.sentences import split_sentences
 from services.tts.engine_scheduler import EngineScheduler
 from services.tts.engines import create_engine
 from services.tts.engines.base import SpeechEngine
 from services.tts.engines.coqui import CoquiEngine
 from services.tts.engines.piper import PiperEngine
-from services.tts.sentences import split_sentences
 from services.tts.settings import TtsSettings
 from services.tts.synthesis import SpeechStreamer, SynthesisSpec
-from tests.tts.tiny_vits import VITS_SIZES
 
 DEFAULT_ENGINES = ["piper", "espeak"]
 DEFAULT_CONCURRENCY = [1, 4, 16]
@@ -237,7 +237,7 @@ def coqui_model(model: str, vits_size: str) -> Iterator[tuple[str, dict[str, obj
         return
     import torch
 
-    from tests.tts.tiny_vits import build_vits
+    from devtools.builders.tiny_vits import build_vits
 
     with tempfile.TemporaryDirectory(prefix="chorus-bench-vits-") as folder:
         built = Path(folder)

@@ -13,7 +13,7 @@ same engines called in this process, without gRPC. Engine pairs:
 
 Recall: for the weight-free detectors, on photos built from the astronaut with known people
 (two apart, two touching, four in a row), the share of people with a box of their own
-(``tests.vision.photos.finds``) and the boxes found, at score thresholds 0.5 and 0.25.
+(``devtools.builders.photos.finds``) and the boxes found, at score thresholds 0.5 and 0.25.
 
     python -m bench.vision [--requests 30] [--device auto] [--engines mediapipe+selfie ...]
 """
@@ -38,11 +38,7 @@ from PIL import Image as PilImage
 from bench.load import drive
 from bench.report import print_report
 from bench.stats import percentiles_ms
-from services.common.launcher import ServiceProcess
-from services.vision.engines import create_detector, create_matting
-from services.vision.engines.base import Image, MattingModel, PersonDetector
-from services.vision.settings import VisionSettings
-from tests.vision.photos import (
+from devtools.builders.photos import (
     FOUR_IN_A_ROW,
     TWO_APART,
     TWO_TOUCHING,
@@ -54,7 +50,11 @@ from tests.vision.photos import (
     two_apart,
     two_touching,
 )
-from tests.vision.tiny_models import build_birefnet_like_onnx, build_yolo_pt
+from devtools.builders.tiny_vision_models import build_birefnet_like_onnx, build_yolo_pt
+from devtools.launcher import ServiceProcess
+from services.vision.engines import create_detector, create_matting
+from services.vision.engines.base import Image, MattingModel, PersonDetector
+from services.vision.settings import VisionSettings
 
 LARGE_PEOPLE = (Placed(0, 320, 640, False), Placed(640, 320, 640, True))
 PHOTOS: dict[str, Callable[[], Image]] = {

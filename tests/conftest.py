@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.local_redis import RedisServer
+from devtools.local_redis import RedisServer
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ class SpanStatus(StrEnum):
 
 @dataclass(frozen=True)
 class SpanEvent:
-    """A timestamped event inside a span (``tts.first_chunk``, ``orchestrator.first_audio``)."""
+    """A timestamped event inside a span (``tts.first_audio``, ``orchestrator.first_audio``)."""
 
     name: str
     time_ns: int

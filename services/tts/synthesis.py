@@ -23,7 +23,7 @@ from opentelemetry import trace
 from services.common.pcm import Rechunker, SampleFormat, StreamResampler, encode
 from services.tts.engine_scheduler import EngineScheduler
 from services.tts.engines.base import PcmChunk, SpeechEngine, VoiceInfo
-from services.tts.sentences import split_sentences
+from services.common.sentences import split_sentences
 
 
 @dataclass(frozen=True)

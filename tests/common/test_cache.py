@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from devtools.local_redis import RedisServer
 from services.common.cache import ResultCache, cache_key
-from services.common.local_redis import RedisServer
 from tests.support.metrics import metric_points
 from tests.support.waiting import wait_until
 

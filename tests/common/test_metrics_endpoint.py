@@ -11,7 +11,7 @@ import pytest
 from chorus.tts.v1 import tts_pb2
 from prometheus_client import CollectorRegistry
 
-from services.common.launcher import ServiceProcess, free_port
+from devtools.launcher import ServiceProcess, free_port
 from services.common.metrics_endpoint import MetricsEndpoint, start_metrics_endpoint
 from services.common.settings import load_settings
 from services.common.telemetry import SECONDS_BUCKETS

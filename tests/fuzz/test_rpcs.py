@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from PIL import Image as PilImage
 from skimage import data
 
-from services.common.launcher import ServiceProcess, free_port
-from services.common.local_redis import RedisServer
-from services.suite import SERVICES, running_suite, suite_processes
+from devtools.launcher import ServiceProcess, free_port
+from devtools.local_redis import RedisServer
+from devtools.suite import SERVICES, running_suite, suite_processes
 from tests.fuzz.mutations import request_mutants
 from tests.support.media import compressed_wav, speech_recordings
 

@@ -20,10 +20,10 @@ from chorus.orchestrator.v1 import orchestrator_pb2_grpc
 from PIL import Image as PilImage
 from skimage import data
 
-from services.common.launcher import REPO_ROOT, ServiceProcess, free_port
-from services.common.local_redis import RedisServer
+from devtools.launcher import REPO_ROOT, ServiceProcess, free_port
+from devtools.local_redis import RedisServer
+from devtools.suite import SERVICES, running_suite, suite_processes
 from services.common.wav import read_wav
-from services.suite import SERVICES, running_suite, suite_processes
 from tests.support.otlp_collector import OtlpCollector, ReceivedSpan
 from tests.support.waiting import WAIT_S, wait_until
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 from chorus.prosody.v1 import prosody_pb2, prosody_pb2_grpc
 
-from services.common.launcher import ServiceProcess
+from devtools.launcher import ServiceProcess
 from tests.prosody.harness import espeak_wav
 from tests.support.waiting import WAIT_S
 

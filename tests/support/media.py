@@ -9,7 +9,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from services.common.launcher import REPO_ROOT
+from devtools.launcher import REPO_ROOT
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

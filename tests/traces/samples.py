@@ -158,7 +158,7 @@ TTS_LINE: dict[str, Any] = {
                                 _string("chorus.tts.engine", "espeak"),
                                 {"key": "chorus.tts.chars", "value": {"intValue": 42}},
                             ],
-                            events=[{"timeUnixNano": A_START + 10 * MS, "name": "tts.first_chunk"}],
+                            events=[{"timeUnixNano": A_START + 10 * MS, "name": "tts.first_audio"}],
                         ),
                         _tts_span(
                             "3333333333333333",

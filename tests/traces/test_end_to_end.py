@@ -24,7 +24,7 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.common.launcher import REPO_ROOT
+from devtools.launcher import REPO_ROOT
 from services.common.server import start_server
 from services.common.telemetry import configure_telemetry
 from services.traces.otlp_file import OtlpJsonFileExporter
@@ -103,7 +103,7 @@ async def test_the_waterfall_names_the_real_stages_with_their_durations(
     assert len(headers) == 5
     assert all("services: chorus-caller, chorus-tts" in header for header in headers)
     assert all("/chorus.tts.v1.TextToSpeech/Synthesize" in header for header in headers)
-    for stage in ("tts.synthesize", "tts.sentence", "cache.get", "@ tts.first_chunk"):
+    for stage in ("tts.synthesize", "tts.sentence", "cache.get", "@ tts.first_audio"):
         assert f" {stage} " in out, stage
     # Each tts.synthesize line's duration is what the SDK recorded, to the microsecond.
     shown = sorted(

@@ -54,7 +54,7 @@ def test_times_written_as_strings_and_as_numbers_read_the_same() -> None:
     synthesize = spans["4444444444444444"]  # integer nanoseconds
     assert (synthesize.start_ns, synthesize.end_ns) == (A_START + 5 * MS, A_START + 29 * MS)
     assert [(e.name, e.time_ns) for e in synthesize.events] == [
-        ("tts.first_chunk", A_START + 10 * MS)
+        ("tts.first_audio", A_START + 10 * MS)
     ]
 
 

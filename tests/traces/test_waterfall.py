@@ -36,7 +36,7 @@ def test_each_span_has_its_offset_duration_and_bar_in_tree_order() -> None:
         ("2.000", "30.000", " " * 2 + "#" * 30 + " " * 8),
         ("4.000", "26.000", " " * 4 + "#" * 26 + " " * 10),
         ("5.000", "24.000", " " * 5 + "#" * 24 + " " * 11),
-        ("10.000", "", " " * 10 + "^" + " " * 29),  # tts.first_chunk
+        ("10.000", "", " " * 10 + "^" + " " * 29),  # tts.first_audio
         ("5.000", "1.000", " " * 5 + "#" + " " * 34),
         ("6.000", "10.000", " " * 6 + "#" * 10 + " " * 24),
         ("12.000", "14.000", " " * 12 + "#" * 14 + " " * 14),
@@ -54,7 +54,7 @@ def test_names_are_indented_by_depth_and_events_named_with_their_offset_in_the_s
     assert "@ orchestrator.first_audio " in lines[3]
     assert lines[3].endswith("|  +12.000 ms in span")
     assert "@ orchestrator.chunk_gap (x2, first shown) " in lines[4]
-    assert "@ tts.first_chunk " in lines[8]
+    assert "@ tts.first_audio " in lines[8]
     assert lines[8].endswith("|  +5.000 ms in span")
 
 

@@ -50,7 +50,7 @@ async def tts(start_tts: StartTts) -> TtsServer:
 @pytest.fixture(scope="session")
 def tiny_vits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding a tiny single-speaker VITS (model.pth and config.json)."""
-    from tests.tts.tiny_vits import build_vits
+    from devtools.builders.tiny_vits import build_vits
 
     return build_vits(tmp_path_factory.mktemp("tiny-vits"))
 
@@ -58,7 +58,7 @@ def tiny_vits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def two_speaker_vits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny VITS with two speakers, ``alice`` and ``bob``, and other weights."""
-    from tests.tts.tiny_vits import build_vits
+    from devtools.builders.tiny_vits import build_vits
 
     return build_vits(
         tmp_path_factory.mktemp("two-speaker-vits"), seed=1, speakers=("alice", "bob")
@@ -68,7 +68,7 @@ def two_speaker_vits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_xtts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding a small XTTS with two built-in speakers, in English and German."""
-    from tests.tts.tiny_xtts import build_xtts
+    from devtools.builders.tiny_xtts import build_xtts
 
     return build_xtts(tmp_path_factory.mktemp("tiny-xtts"))
 
@@ -76,7 +76,7 @@ def tiny_xtts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_piper_voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A single-speaker Piper voice with a tiny tone model: its .onnx file."""
-    from tests.tts.tiny_piper import build_piper_voice
+    from devtools.builders.tiny_piper import build_piper_voice
 
     return build_piper_voice(tmp_path_factory.mktemp("tiny-piper"))
 
@@ -84,7 +84,7 @@ def tiny_piper_voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def two_speaker_piper_voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Piper voice with two speakers, ``alice`` and ``bob``: its .onnx file."""
-    from tests.tts.tiny_piper import build_piper_voice
+    from devtools.builders.tiny_piper import build_piper_voice
 
     return build_piper_voice(
         tmp_path_factory.mktemp("two-speaker-piper"), "xx_XX-duo-low", ("alice", "bob")

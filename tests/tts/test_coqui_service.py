@@ -1,6 +1,6 @@
 """TextToSpeech over a real gRPC channel on loopback, with the coqui engine on a tiny VITS.
 
-The tiny model speaks a sentence the same way every time (see tests/tts/tiny_vits.py), so
+The tiny model speaks a sentence the same way every time (see devtools/builders/tiny_vits.py), so
 what the client receives is compared sample for sample with what a second engine, loaded
 from the same folder in the test's process, makes directly.
 """
@@ -20,8 +20,8 @@ from chorus.tts.v1 import tts_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.pcm import SampleFormat, decode, encode
+from services.common.sentences import split_sentences
 from services.tts.engines.coqui import CoquiEngine
-from services.tts.sentences import split_sentences
 from tests.support.waiting import WAIT_S, wait_until
 from tests.tts.harness import (
     HeldEngine,

@@ -17,12 +17,13 @@ from chorus.audio.v1 import audio_pb2
 from chorus.tts.v1 import tts_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devtools.builders.tiny_piper import packaged_config, write_config
 from services.common.pcm import SampleFormat, decode, encode
+from services.common.sentences import split_sentences
 from services.prosody.analysis import analyze
 from services.tts.engines.piper import PiperEngine
 from services.tts.engines.piper_runner import FIRST_WINDOW_FRAMES
 from services.tts.engines.sentence_pieces import split_pieces
-from services.tts.sentences import split_sentences
 from tests.support.waiting import WAIT_S, wait_until
 from tests.tts.harness import (
     HeldEngine,
@@ -32,7 +33,6 @@ from tests.tts.harness import (
     samples_made_before_cancel,
     synthesize,
 )
-from tests.tts.tiny_piper import packaged_config, write_config
 
 SHORT = "Hello there, thanks for calling. Chorus turns text into speech that streams out."
 # Forty sentences of four pieces each.

@@ -17,7 +17,7 @@ import grpc
 import pytest
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 
-from services.common.launcher import REPO_ROOT, ServiceProcess, free_port
+from devtools.launcher import REPO_ROOT, ServiceProcess, free_port
 from tests.support.waiting import WAIT_S
 
 LONG = " ".join(f"Sentence {i} keeps the stream busy for a while." for i in range(60))

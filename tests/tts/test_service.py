@@ -17,9 +17,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from services.common.pcm import SampleFormat, decode, encode
+from services.common.sentences import split_sentences
 from services.tts.engines.base import ChunkSink, VoiceInfo
 from services.tts.engines.espeak import EspeakEngine
-from services.tts.sentences import split_sentences
 from tests.support.waiting import WAIT_S, wait_until
 from tests.tts.harness import (
     HeldEngine,

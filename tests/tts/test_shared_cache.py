@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.local_redis import RedisServer
+from devtools.local_redis import RedisServer
 from tests.tts.harness import StartTts, synthesize
 
 TEXT = "The shared cache keeps this sentence."

@@ -16,12 +16,7 @@ from chorus.vision.v1 import vision_pb2, vision_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image as PilImage
 
-from services.vision.engines.selfie_segmenter import MODEL
-from services.vision.server import VisionService
-from services.vision.settings import MEDIAPIPE_MODELS, VisionSettings
-from tests.support.service_harness import server_starter
-from tests.vision.harness import VisionServer, decode_png, jpeg
-from tests.vision.photos import (
+from devtools.builders.photos import (
     BACKGROUND,
     FACE,
     PERSON,
@@ -31,6 +26,11 @@ from tests.vision.photos import (
     mask,
     two_apart,
 )
+from services.vision.engines.selfie_segmenter import MODEL
+from services.vision.server import VisionService
+from services.vision.settings import MEDIAPIPE_MODELS, VisionSettings
+from tests.support.service_harness import server_starter
+from tests.vision.harness import VisionServer, decode_png, jpeg
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

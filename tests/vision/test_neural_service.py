@@ -15,12 +15,12 @@ import pytest_asyncio
 from chorus.vision.v1 import vision_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devtools.builders.tiny_vision_models import build_birefnet_like_onnx, build_yolo_pt
 from services.vision.server import VisionService
 from services.vision.settings import VisionSettings
 from tests.support.service_harness import server_starter
 from tests.support.waiting import WAIT_S
 from tests.vision.harness import VisionServer, astronaut, decode_png, jpeg
-from tests.vision.tiny_models import build_birefnet_like_onnx, build_yolo_pt
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.common.errors import InvalidArgument
-from services.tts.sentences import split_sentences
+from services.common.sentences import split_sentences
 
 PcmChunk = npt.NDArray[np.float32]
 """Mono float32 samples in [-1, 1] at the engine's native sample rate."""

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from devtools.builders.tiny_vits import build_vits
+from devtools.builders.tiny_xtts import MAX_AUDIO_TOKENS
 from services.common.errors import EngineError, InvalidArgument
 from services.common.settings import load_settings
 from services.tts.engines import create_engine
@@ -23,8 +25,6 @@ from services.tts.engines.base import PcmChunk, collecting_sink
 from services.tts.engines.coqui import CoquiEngine
 from services.tts.settings import TtsSettings
 from tests.tts.harness import engine_chunks
-from tests.tts.tiny_vits import build_vits
-from tests.tts.tiny_xtts import MAX_AUDIO_TOKENS
 
 TWO_SENTENCES = "Hello there. How are you today?"
 PAUSE = 10000  # the zero samples Coqui puts after every sentence

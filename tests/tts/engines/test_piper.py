@@ -1,5 +1,5 @@
 """The piper engine in-process: the packaged joe voice for real speech, tiny tone models the
-tests build (tests/tts/tiny_piper.py) for speakers, broken files and concurrency."""
+tests build (devtools/builders/tiny_piper.py) for speakers, broken files and concurrency."""
 
 from __future__ import annotations
 
@@ -17,6 +17,14 @@ import numpy as np
 import onnxruntime
 import pytest
 
+from devtools.builders.tiny_piper import (
+    BASE_HZ,
+    HOP,
+    HZ_PER_SPEAKER,
+    build_piper_voice,
+    packaged_config,
+    write_config,
+)
 from services.common.errors import EngineError, InvalidArgument
 from services.common.settings import load_settings
 from services.prosody.analysis import analyze
@@ -33,14 +41,6 @@ from services.tts.engines.piper_voice import PACKAGED_VOICE_FILE, locate_voice
 from services.tts.engines.sentence_pieces import split_pieces
 from services.tts.settings import TtsSettings
 from tests.tts.harness import engine_chunks
-from tests.tts.tiny_piper import (
-    BASE_HZ,
-    HOP,
-    HZ_PER_SPEAKER,
-    build_piper_voice,
-    packaged_config,
-    write_config,
-)
 
 RATE = 22050
 PAUSE = round(SENTENCE_PAUSE_S * RATE)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+from devtools.builders.tiny_xtts import MAX_AUDIO_TOKENS
 from services.tts.engines.coqui import CoquiEngine
 from services.tts.engines.xtts_compat import bridge_xtts_cache_argument
 from tests.tts.harness import engine_chunks
-from tests.tts.tiny_xtts import MAX_AUDIO_TOKENS
 
 TEXT = "Hello there."
 # Greedy choice of every token, so that two runs are comparable. It has to be top_k=1 with

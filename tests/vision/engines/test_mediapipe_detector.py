@@ -12,16 +12,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from services.vision.engines.base import Box, Detection, Image
-from services.vision.engines.blazeface import INPUT, MODEL, BlazeFace, anchors, tiles
-from services.vision.engines.mediapipe_detector import (
-    SEGMENTATION_WEIGHT,
-    MediaPipePersonDetector,
-)
-from services.vision.engines.person_boxes import intersection
-from services.vision.engines.person_regions import person_regions
-from services.vision.settings import MEDIAPIPE_MODELS
-from tests.vision.photos import (
+from devtools.builders.photos import (
     FOUR_IN_A_ROW,
     PERSON_BOX,
     TORSO,
@@ -36,6 +27,15 @@ from tests.vision.photos import (
     two_apart,
     two_touching,
 )
+from services.vision.engines.base import Box, Detection, Image
+from services.vision.engines.blazeface import INPUT, MODEL, BlazeFace, anchors, tiles
+from services.vision.engines.mediapipe_detector import (
+    SEGMENTATION_WEIGHT,
+    MediaPipePersonDetector,
+)
+from services.vision.engines.person_boxes import intersection
+from services.vision.engines.person_regions import person_regions
+from services.vision.settings import MEDIAPIPE_MODELS
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,14 @@ from PIL import Image as PilImage
 from PIL import UnidentifiedImageError
 from skimage import data
 
+from devtools.builders.tiny_vision_models import (
+    build_birefnet_like_onnx,
+    build_yolo_pt,
+    export_yolo_onnx,
+)
 from services.vision.engines.base import Box, Detection, Image
 from services.vision.engines.birefnet import BiRefNetMatte
 from services.vision.engines.yolo import YoloPersonDetector, offline_ultralytics
-from tests.vision.tiny_models import build_birefnet_like_onnx, build_yolo_pt, export_yolo_onnx
 
 ONNX_SIZE = 320
 # The tiny YOLO scores every person 0.5 (see tiny_models.build_yolo_pt).

@@ -9,11 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.vision.engines.base import Box, Image, Matte
-from services.vision.engines.selfie import SelfieMatte
-from services.vision.engines.selfie_segmenter import MODEL, SelfieSegmenter
-from services.vision.settings import MEDIAPIPE_MODELS
-from tests.vision.photos import (
+from devtools.builders.photos import (
     BACKGROUND,
     FACE,
     FOUR_IN_A_ROW,
@@ -30,6 +26,10 @@ from tests.vision.photos import (
     two_apart,
     two_touching,
 )
+from services.vision.engines.base import Box, Image, Matte
+from services.vision.engines.selfie import SelfieMatte
+from services.vision.engines.selfie_segmenter import MODEL, SelfieSegmenter
+from services.vision.settings import MEDIAPIPE_MODELS
 
 
 @pytest.fixture(scope="module")

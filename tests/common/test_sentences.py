@@ -1,4 +1,4 @@
-from services.tts.sentences import split_sentences
+from services.common.sentences import split_sentences
 
 
 def test_splits_on_sentence_ends_and_blank_lines() -> None:

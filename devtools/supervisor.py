@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from services.common.launcher import ServiceProcess
+from devtools.launcher import ServiceProcess
 
 
 @dataclass

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from services.common.launcher import free_port
+from devtools.launcher import free_port
 
 
 def redis_server_executable() -> Path:

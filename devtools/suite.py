@@ -1,9 +1,9 @@
-"""``python -m services.suite``: run every Chorus service locally, each in its own process,
+"""``python -m devtools.suite``: run every Chorus service locally, each in its own process,
 with a local Redis as their shared cache.
 
 Starts Redis and the services on their default ports, waits until each reports SERVING,
 prints where they listen (gRPC and Prometheus /metrics), says so and restarts a service
-that dies (a few times: services.common.supervisor), and on Ctrl-C (or SIGTERM) stops them
+that dies (a few times: devtools.supervisor), and on Ctrl-C (or SIGTERM) stops them
 all gracefully.
 """
 
@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from services.common.launcher import REPO_ROOT, ServiceProcess
-from services.common.local_redis import RedisServer
+from devtools.launcher import REPO_ROOT, ServiceProcess
+from devtools.local_redis import RedisServer
+from devtools.supervisor import Supervisor
 from services.common.settings import ServerSettings
-from services.common.supervisor import Supervisor
 from services.orchestrator.settings import OrchestratorSettings
 from services.prosody.settings import ProsodySettings
 from services.tts.settings import TtsSettings
