@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from services.common.local_redis import RedisServer, redis_server_executable
+from devtools.local_redis import RedisServer, redis_server_executable
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def test_starts_where_pkg_resources_is_gone(tmp_path: Path) -> None:
         import sys
         from pathlib import Path
         import redis
-        from services.common.local_redis import RedisServer
+        from devtools.local_redis import RedisServer
 
         with RedisServer(Path({str(tmp_path)!r})) as server:
             assert redis.Redis.from_url(server.url).ping()

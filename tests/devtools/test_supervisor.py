@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from services.common.launcher import ServiceProcess
-from services.common.supervisor import RestartPolicy, Supervisor
+from devtools.launcher import ServiceProcess
+from devtools.supervisor import RestartPolicy, Supervisor
 from tests.support.waiting import wait_until
 
 # The espeak engine needs no weights: the quickest real service to start and restart.
