@@ -14,7 +14,7 @@ STAMP_MODELS := $(MEDIAPIPE_MODELS)/.extracted
 # uv (pinned and hash-checked in tools/uv-requirements.txt) installs the venv from uv.lock.
 UV := .tools/uv/bin/uv
 # The extras the local suite and the tests need (the images pick their own: IMAGE_ARGS below).
-EXTRAS := --extra dev --extra vision --extra tts --extra piper --extra cpu
+EXTRAS := --extra dev --extra vision --extra tts --extra piper --extra codecs --extra cpu
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 # uv would otherwise download a Python of its own when $(PYTHON) is missing.
@@ -29,8 +29,8 @@ DOCKERFILE := deploy/docker/Dockerfile
 IMAGE_TAG ?= 0.1.0
 BASE_IMAGE ?=
 IMAGES := image-orchestrator image-tts image-prosody image-vision
-IMAGE_ARGS.orchestrator := --build-arg PORT=50051
-IMAGE_ARGS.tts := --build-arg PORT=50052 --build-arg EXTRAS="tts piper cpu"
+IMAGE_ARGS.orchestrator := --build-arg PORT=50051 --build-arg EXTRAS="codecs"
+IMAGE_ARGS.tts := --build-arg PORT=50052 --build-arg EXTRAS="tts piper codecs cpu"
 IMAGE_ARGS.prosody := --build-arg PORT=50053
 IMAGE_ARGS.vision := --build-arg PORT=50054 --build-arg EXTRAS="vision gpu" \
 	--build-arg APT_PACKAGES="libgl1 libglib2.0-0" --build-arg WITH_MEDIAPIPE_MODELS=true
@@ -58,6 +58,7 @@ bench: $(STAMP_GEN) $(STAMP_MODELS)
 	$(PY) -m bench.vision
 	$(PY) -m bench.e2e
 	$(PY) -m bench.admission
+	$(PY) -m bench.codecs
 
 proto: $(STAMP_GEN)
 

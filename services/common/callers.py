@@ -86,7 +86,7 @@ def forward_caller_interceptors() -> list[aio.ClientInterceptor]:
     """For an upstream channel: they add the current RPC's caller to every call made on its
     behalf. (One per kind of call: a channel files an interceptor under the first kind it
     implements, so one object for both would never see the streaming calls.)"""
-    return [_ForwardUnary(), _ForwardStream()]
+    return [_ForwardUnary(), _ForwardStream(), _ForwardBidirectional()]
 
 
 class _ForwardUnary(aio.UnaryUnaryClientInterceptor):
@@ -107,6 +107,16 @@ class _ForwardStream(aio.UnaryStreamClientInterceptor):
         request: Any,
     ) -> Any:
         return await continuation(_with_caller(client_call_details), request)
+
+
+class _ForwardBidirectional(aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(
+        self,
+        continuation: Callable[[aio.ClientCallDetails, Any], Any],
+        client_call_details: aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        return await continuation(_with_caller(client_call_details), request_iterator)
 
 
 def _with_caller(details: aio.ClientCallDetails) -> aio.ClientCallDetails:

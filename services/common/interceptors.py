@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import grpc
@@ -165,11 +165,19 @@ def wrap_handler(
     interceptor wraps handlers through this), and its request deserializer replaced by
     ``deserializer`` when one is given.
 
-    Client-streaming RPCs pass through unchanged: Chorus serves none of them.
+    A bidirectional handler takes the request stream where a server-streaming one takes
+    the request, so ``wrap_stream`` wraps both. Client-streaming RPCs (one response to a
+    request stream) pass through unchanged: Chorus serves none of them.
     """
-    if handler is None or handler.request_streaming:
+    if handler is None or (handler.request_streaming and not handler.response_streaming):
         return handler
     request_deserializer = deserializer or handler.request_deserializer
+    if handler.request_streaming:
+        return grpc.stream_stream_rpc_method_handler(
+            wrap_stream(method, cast("StreamBehavior", handler.stream_stream)),
+            request_deserializer=request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
     if handler.response_streaming:
         behavior: Any = handler.unary_stream
         # A streaming handler is an async generator, or a coroutine that writes with
@@ -224,6 +232,8 @@ def _map_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
         try:
             if isinstance(request, UndecodableRequest):
                 raise request.error()
+            if isinstance(request, AsyncIterator):
+                request = _decoded(request)
             # aclosing: a cancelled RPC closes the servicer's generator at once, in this task.
             async with contextlib.aclosing(behavior(request, context)) as responses:
                 async for response in responses:
@@ -234,6 +244,14 @@ def _map_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
             await _abort_for(context, method, error)
 
     return mapped
+
+
+async def _decoded(requests: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+    """A request stream that raises InvalidArgument at a message that did not parse."""
+    async for request in requests:
+        if isinstance(request, UndecodableRequest):
+            raise request.error()
+        yield request
 
 
 async def _abort_for(context: aio.ServicerContext[Any, Any], method: str, error: Exception) -> None:

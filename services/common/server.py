@@ -20,7 +20,6 @@ from typing import Protocol, TypeVar
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from services.common.callers import CallerInterceptor
 from services.common.gpu_metrics import register_gpu_memory_gauges
@@ -34,6 +33,7 @@ from services.common.logging_setup import configure_logging
 from services.common.metrics_endpoint import start_metrics_endpoint
 from services.common.response_streams import StreamGuardInterceptor
 from services.common.rpc_metrics import RpcMetricsInterceptor
+from services.common.rpc_tracing import RpcTracingInterceptor
 from services.common.settings import ServerSettings, load_settings
 from services.common.telemetry import Telemetry, configure_telemetry
 
@@ -150,7 +150,7 @@ async def start_server(
             # First, so that every step of the handler chain, OpenTelemetry's included, runs
             # where the guard can end it.
             StreamGuardInterceptor(service.service_names, settings.stall_timeout_s),
-            aio_server_interceptor(tracer_provider=telemetry.tracer_provider),
+            RpcTracingInterceptor(telemetry.tracer_provider),
             RpcMetricsInterceptor(telemetry.meter, service.service_names),
             ErrorMappingInterceptor(),
             ReadinessInterceptor(readiness, service.service_names),

@@ -117,6 +117,21 @@ class _StreamCalls(aio.UnaryStreamClientInterceptor):
         return _owned(await continuation(client_call_details, request))
 
 
+class _BidirectionalCalls(aio.StreamStreamClientInterceptor):
+    """Hands each bidirectional call to the current scope."""
+
+    async def intercept_stream_stream(
+        self,
+        continuation: Callable[
+            [aio.ClientCallDetails, Any],
+            Awaitable[aio.StreamStreamCall[RequestT, ResponseT]],
+        ],
+        client_call_details: aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> AsyncIterator[ResponseT] | aio.StreamStreamCall[RequestT, ResponseT]:
+        return _owned(await continuation(client_call_details, request_iterator))
+
+
 def call_scope_interceptors() -> list[aio.ClientInterceptor]:
     """For the end of an upstream channel's interceptors: they hand each call to the
     current CallScope.
@@ -125,7 +140,7 @@ def call_scope_interceptors() -> list[aio.ClientInterceptor]:
     the wrapper outer interceptors see. (One per kind of call: a channel files an
     interceptor under the first kind it implements.)
     """
-    return [_UnaryCalls(), _StreamCalls()]
+    return [_UnaryCalls(), _StreamCalls(), _BidirectionalCalls()]
 
 
 def _owned(call: CallT) -> CallT:

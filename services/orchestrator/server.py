@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from chorus.orchestrator.v1 import orchestrator_pb2, orchestrator_pb2_grpc
@@ -11,6 +12,7 @@ from chorus.vision.v1 import vision_pb2
 from grpc import aio
 from grpc_health.v1 import health
 
+from services.common import audio_codecs
 from services.common.admission import AdmissionController
 from services.common.health_dependencies import Dependency, DependencyHealth
 from services.common.server import run_service
@@ -79,7 +81,10 @@ class OrchestratorService:
         orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(self._servicer, server)
 
     async def load(self) -> None:
-        """Nothing to load: an inner service that is down answers UNAVAILABLE by name."""
+        """Load the Ogg Opus and MP3 encoders (Speak with a preset encodes here), so the
+        first such request pays nothing more. Nothing else: an inner service that is down
+        answers UNAVAILABLE by name."""
+        await asyncio.to_thread(audio_codecs.preload)
 
     def watch_dependencies(self, health_servicer: health.aio.HealthServicer) -> None:
         """Report tts, prosody and vision on ``health_servicer`` (``orchestrator/tts``, ...),

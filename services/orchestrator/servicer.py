@@ -7,20 +7,22 @@ deadline) and turns their events into messages.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 
-from chorus.audio.v1 import audio_pb2
 from chorus.orchestrator.v1 import orchestrator_pb2 as pb
 from chorus.orchestrator.v1 import orchestrator_pb2_grpc
+from chorus.tts.v1 import tts_pb2
 from opentelemetry import trace
 from opentelemetry.metrics import Meter
 
 from services.common.admission import AdmissionController
+from services.common.audio_codecs import output_sample_rate
+from services.common.audio_proto import audio_format_proto, encoding_from_proto
 from services.common.errors import InvalidArgument
 from services.common.grpc_context import Context
 from services.common.pcm import SampleFormat, decode
-from services.common.sample_rates import supported_sample_rate
 from services.common.stream_timing import StreamMetrics
 from services.common.validation import required_text
 from services.common.wav import write_wav
@@ -34,7 +36,7 @@ from services.orchestrator.pipelines.compose import (
     StageFinished,
     StageStarted,
 )
-from services.orchestrator.pipelines.speak import Audio, SentenceAdjusted, SpeakOrder, speak
+from services.orchestrator.pipelines.speak import Audio, SentenceAdjusted, SpeakOrder, Word, speak
 from services.orchestrator.speech import SAMPLE_RATE, SpeechClient
 from services.orchestrator.vision_client import VisionClient
 
@@ -74,31 +76,33 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         """Speech as it is made; with a preset, reshaped sentence by sentence."""
         # Everything checked before the format goes out: a stream that announced a format
         # must not then end for a request that could never have been served.
+        text = required_text(request.text, "text", self._max_text_chars)
+        encoding = encoding_from_proto(request.encoding, "encoding")
         order = SpeakOrder(
-            text=required_text(request.text, "text", self._max_text_chars),
+            text=text,
             voice=request.voice,
             language=request.language,
             preset=request.preset,
-            sample_rate=supported_sample_rate(request.sample_rate_hz, SAMPLE_RATE),
+            sample_rate=output_sample_rate(encoding, request.sample_rate_hz, SAMPLE_RATE),
+            encoding=encoding,
+            word_timings=request.word_timings,
         )
+        # Word spans index the request's text; the order's is trimmed of this much.
+        text_offset = len(request.text) - len(request.text.lstrip())
         started = time.perf_counter()
         scope = CallScope.open(context)
         async with self._admission.slot("Speak"):
-            yield pb.SpeakResponse(
-                format=audio_pb2.AudioFormat(
-                    sample_rate_hz=order.sample_rate,
-                    encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
-                    channels=1,
-                )
-            )
+            yield pb.SpeakResponse(format=audio_format_proto(order.sample_rate, order.encoding))
             summary = pb.SpeakSummary(preset=request.preset)
             timing = self._stream_metrics.timing(started)
             samples = 0
             async for event in speak(self._speech, order, scope, context.time_remaining):
                 if isinstance(event, Audio):
                     timing.sent()
-                    samples += len(event.pcm) // 2
-                    yield pb.SpeakResponse(audio=event.pcm)
+                    samples += event.samples
+                    yield pb.SpeakResponse(audio=event.audio)
+                elif isinstance(event, Word):
+                    yield pb.SpeakResponse(word=_word_proto(event, text_offset))
                 else:
                     summary.sentences.append(_sentence_proto(event))
             summary.audio_seconds = samples / order.sample_rate
@@ -106,6 +110,35 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             summary.total_seconds = time.perf_counter() - started
             summary.trace_id = _trace_id()
             yield pb.SpeakResponse(summary=summary)
+
+    async def SpeakStream(
+        self, request_iterator: AsyncIterator[pb.SpeakStreamRequest], context: Context
+    ) -> AsyncGenerator[pb.SpeakResponse, None]:
+        """Text in as it is written, speech out as tts makes it (tts's SynthesizeStream,
+        relayed: it checks the messages, and its errors come back as they are)."""
+        started = time.perf_counter()
+        CallScope.open(context)
+        async with self._admission.slot("SpeakStream"):
+            responses = self._speech.synthesize_stream(
+                _tts_stream_requests(request_iterator), context.time_remaining()
+            )
+            async with contextlib.aclosing(responses):
+                async for response in responses:
+                    kind = response.WhichOneof("content")
+                    if kind == "chunk":
+                        yield pb.SpeakResponse(audio=response.chunk.audio)
+                    elif kind == "summary":
+                        yield pb.SpeakResponse(
+                            summary=pb.SpeakSummary(
+                                audio_seconds=response.summary.audio_seconds,
+                                # tts's, counted from the first complete clause.
+                                first_audio_seconds=response.summary.first_chunk_seconds,
+                                total_seconds=time.perf_counter() - started,
+                                trace_id=_trace_id(),
+                            )
+                        )
+                    elif kind in ("format", "word", "interrupted"):
+                        yield pb.SpeakResponse(**{kind: getattr(response, kind)})
 
     async def ComposeMessage(
         self, request: pb.ComposeMessageRequest, context: Context
@@ -155,6 +188,42 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                     yield pb.SynthesizeBatchResponse(
                         index=done.index, audio_wav=_wav(done.pcm), seconds=done.seconds
                     )
+
+
+async def _tts_stream_requests(
+    requests: AsyncIterator[pb.SpeakStreamRequest],
+) -> AsyncGenerator[tts_pb2.SynthesizeStreamRequest, None]:
+    """A SpeakStream's messages as tts's SynthesizeStream takes them (one for one: tts
+    judges them, and a message that sets nothing reaches it as one)."""
+    async for request in requests:
+        kind = request.WhichOneof("content")
+        if kind == "config":
+            config = request.config
+            yield tts_pb2.SynthesizeStreamRequest(
+                config=tts_pb2.SynthesisConfig(
+                    voice=config.voice,
+                    language=config.language,
+                    sample_rate_hz=config.sample_rate_hz,
+                    encoding=config.encoding,
+                    word_timings=config.word_timings,
+                )
+            )
+        elif kind == "text":
+            yield tts_pb2.SynthesizeStreamRequest(text=request.text)
+        elif kind is not None:
+            yield tts_pb2.SynthesizeStreamRequest(**{kind: getattr(request, kind)})
+        else:
+            yield tts_pb2.SynthesizeStreamRequest()
+
+
+def _word_proto(word: Word, text_offset: int) -> tts_pb2.WordTiming:
+    return tts_pb2.WordTiming(
+        word=word.word,
+        char_start=text_offset + word.char_start,
+        char_end=text_offset + word.char_end,
+        start_sample=word.start_sample,
+        end_sample=word.end_sample,
+    )
 
 
 def _sentence_proto(event: SentenceAdjusted) -> pb.SentenceProsody:

@@ -6,7 +6,7 @@ every call carries what is left of the caller's deadline (``remaining_s``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import grpc
@@ -14,6 +14,9 @@ from chorus.audio.v1 import audio_pb2
 from chorus.prosody.v1 import prosody_pb2, prosody_pb2_grpc
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 
+from services.common.audio_codecs import EncodedChunk, Encoding
+from services.common.audio_proto import encoding_proto
+from services.common.pcm import SampleFormat
 from services.orchestrator.upstreams import Upstream
 
 SAMPLE_RATE = 22050
@@ -40,29 +43,81 @@ class SpeechClient:
         self._prosody = prosody_pb2_grpc.ProsodyStub(prosody.channel)
 
     async def stream(
-        self, text: str, voice: str, language: str, sample_rate: int, remaining_s: float | None
-    ) -> AsyncGenerator[bytes, None]:
-        """tts audio for ``text`` as it is made (16-bit PCM at ``sample_rate``)."""
+        self,
+        text: str,
+        voice: str,
+        language: str,
+        sample_rate: int,
+        remaining_s: float | None,
+        encoding: Encoding = SampleFormat.S16LE,
+    ) -> AsyncGenerator[EncodedChunk, None]:
+        """tts audio for ``text`` as it is made, at ``sample_rate`` in ``encoding`` (16-bit
+        PCM unless told), each chunk with the PCM samples it covers."""
         request = tts_pb2.SynthesizeRequest(
             text=text,
             voice=voice,
             language=language,
             sample_rate_hz=sample_rate,
-            encoding=ENCODING,
+            encoding=encoding_proto(encoding),
         )
         try:
             async for response in self._tts.Synthesize(request, timeout=remaining_s):
                 if response.HasField("chunk"):
-                    yield response.chunk.audio
+                    yield EncodedChunk(response.chunk.audio, response.chunk.sample_count)
         except grpc.aio.AioRpcError as error:
             raise self.tts.error(error) from None
+
+    async def stream_with_words(
+        self,
+        text: str,
+        voice: str,
+        language: str,
+        sample_rate: int,
+        remaining_s: float | None,
+        encoding: Encoding = SampleFormat.S16LE,
+    ) -> AsyncGenerator[EncodedChunk | tts_pb2.WordTiming, None]:
+        """``stream`` with tts's word timings, as tts sends them: each word before the
+        chunk its start is in (none from an engine without timings)."""
+        request = tts_pb2.SynthesizeRequest(
+            text=text,
+            voice=voice,
+            language=language,
+            sample_rate_hz=sample_rate,
+            encoding=encoding_proto(encoding),
+            word_timings=True,
+        )
+        try:
+            async for response in self._tts.Synthesize(request, timeout=remaining_s):
+                kind = response.WhichOneof("content")
+                if kind == "chunk":
+                    yield EncodedChunk(response.chunk.audio, response.chunk.sample_count)
+                elif kind == "word":
+                    yield response.word
+        except grpc.aio.AioRpcError as error:
+            raise self.tts.error(error) from None
+
+    async def synthesize_with_words(
+        self, text: str, voice: str, language: str, sample_rate: int, remaining_s: float | None
+    ) -> tuple[bytes, list[tts_pb2.WordTiming]]:
+        """tts audio for ``text`` whole (16-bit PCM at ``sample_rate``), with its words."""
+        audio: list[bytes] = []
+        words: list[tts_pb2.WordTiming] = []
+        async for item in self.stream_with_words(text, voice, language, sample_rate, remaining_s):
+            if isinstance(item, EncodedChunk):
+                audio.append(item.data)
+            else:
+                words.append(item)
+        return b"".join(audio), words
 
     async def synthesize(
         self, text: str, voice: str, language: str, sample_rate: int, remaining_s: float | None
     ) -> bytes:
         """tts audio for ``text``, whole."""
         return b"".join(
-            [chunk async for chunk in self.stream(text, voice, language, sample_rate, remaining_s)]
+            [
+                chunk.data
+                async for chunk in self.stream(text, voice, language, sample_rate, remaining_s)
+            ]
         )
 
     async def adjust(
@@ -87,3 +142,14 @@ class SpeechClient:
         return Adjusted(
             response.audio.raw.pcm, response.confidence, response.fallback, response.fallback_reason
         )
+
+    async def synthesize_stream(
+        self, requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest], remaining_s: float | None
+    ) -> AsyncGenerator[tts_pb2.SynthesizeResponse, None]:
+        """tts's SynthesizeStream over ``requests``: its responses as they come. Owned by
+        the current call scope like every upstream call, so it ends with its caller's."""
+        try:
+            async for response in self._tts.SynthesizeStream(requests, timeout=remaining_s):
+                yield response
+        except grpc.aio.AioRpcError as error:
+            raise self.tts.error(error) from None

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from grpc import aio
 
+from services.common import audio_codecs
 from services.common.admission import AdmissionController
 from services.common.cache import ResultCache
 from services.common.server import run_service
@@ -67,6 +68,8 @@ class TtsService:
         """Load and warm up the engine on its own thread, off the event loop."""
         await self._scheduler.run(0, self.engine.load)
         await self._scheduler.run(0, self.engine.warm_up)
+        # The Ogg Opus and MP3 encoders too, so the first such request pays nothing more.
+        await asyncio.to_thread(audio_codecs.preload)
         logger.info("engine %s ready (%s)", self.engine.name, self.engine.model_version)
 
     async def close(self) -> None:

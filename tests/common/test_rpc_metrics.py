@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Sequence,
+)
 from typing import Any
 
 import grpc
@@ -53,6 +60,16 @@ class ScriptedTts(tts_pb2_grpc.TextToSpeechServicer):
             finally:
                 self.slow_handler_s.append(time.perf_counter() - entered)
         return tts_pb2.ListVoicesResponse()
+
+    async def SynthesizeStream(  # noqa: N802 - the RPC's name
+        self,
+        request_iterator: AsyncIterator[tts_pb2.SynthesizeStreamRequest],
+        context: aio.ServicerContext[Any, Any],
+    ) -> AsyncGenerator[tts_pb2.SynthesizeResponse, None]:
+        async for request in request_iterator:
+            if request.text == "bad":
+                raise InvalidArgument("text", "is bad")
+            yield tts_pb2.SynthesizeResponse(chunk=tts_pb2.AudioChunk(audio=b"\0\0"))
 
     async def Synthesize(  # noqa: N802 - the RPC's name
         self, request: tts_pb2.SynthesizeRequest, context: aio.ServicerContext[Any, Any]
@@ -231,4 +248,31 @@ async def test_rpcs_refused_while_loading_are_counted_and_health_checks_are_not(
     await health.Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert await list_voices(server, "") == grpc.StatusCode.UNAVAILABLE
     expected = {(LIST_VOICES, "UNAVAILABLE"): 1}
+    assert await settled(server, expected) == expected
+
+
+async def read_all(call: AsyncIterable[tts_pb2.SynthesizeResponse]) -> None:
+    async for _ in call:
+        pass
+
+
+async def test_bidirectional_streams_are_counted_and_their_bad_messages_mapped(
+    start_scripted: StartScripted,
+) -> None:
+    server = await start_scripted(True)
+    stub = tts_pb2_grpc.TextToSpeechStub(server.channel)
+
+    async def written(*texts: str) -> AsyncIterator[tts_pb2.SynthesizeStreamRequest]:
+        for text in texts:
+            yield tts_pb2.SynthesizeStreamRequest(text=text)
+
+    answered = [r async for r in stub.SynthesizeStream(written("a", "b"), timeout=WAIT_S)]
+    assert len(answered) == 2
+    refused = stub.SynthesizeStream(written("a", "bad"), timeout=WAIT_S)
+    with pytest.raises(aio.AioRpcError) as raised:
+        await read_all(refused)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details() == "text: is bad"
+    stream = f"/{SERVICE_NAME}/SynthesizeStream"
+    expected = {(stream, "OK"): 1, (stream, "INVALID_ARGUMENT"): 1}
     assert await settled(server, expected) == expected

@@ -38,8 +38,8 @@ README_FILES = [REPO_ROOT / "README.md", K8S_DIR / "README.md"]
 """The documents that list each image's `docker build` command."""
 
 EXTRAS = {
-    "orchestrator": [],
-    "tts": ["tts", "piper", "cpu"],
+    "orchestrator": ["codecs"],
+    "tts": ["tts", "piper", "codecs", "cpu"],
     "prosody": [],
     "vision": ["vision", "gpu"],
 }

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
@@ -201,6 +201,12 @@ class HandoverCounter(orchestrator_pb2_grpc.OrchestratorServicer):
         self, request: pb.SpeakRequest, context: Context
     ) -> AsyncGenerator[pb.SpeakResponse, None]:
         async for response in self._counted(self._servicer.Speak(request, context)):
+            yield response
+
+    async def SpeakStream(  # noqa: N802 - the RPC's name
+        self, request_iterator: AsyncIterator[pb.SpeakStreamRequest], context: Context
+    ) -> AsyncGenerator[pb.SpeakResponse, None]:
+        async for response in self._counted(self._servicer.SpeakStream(request_iterator, context)):
             yield response
 
     async def ComposeMessage(  # noqa: N802 - the RPC's name

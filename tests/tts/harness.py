@@ -12,7 +12,14 @@ from chorus.audio.v1 import audio_pb2
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan
 
-from services.tts.engines.base import ChunkSink, PcmChunk, SpeechEngine, VoiceInfo, collecting_sink
+from services.tts.engines.base import (
+    ChunkSink,
+    PcmChunk,
+    SpeechEngine,
+    VoiceInfo,
+    WordSink,
+    collecting_sink,
+)
 from services.tts.server import TtsService
 from tests.support.service_harness import ServerUnderTest
 from tests.support.waiting import WAIT_S, wait_until
@@ -111,8 +118,14 @@ class HeldEngine(SpeechEngine):
         return self.inner.voices()
 
     def synthesize(
-        self, text: str, voice: VoiceInfo, speaking_rate: float, sink: ChunkSink
+        self,
+        text: str,
+        voice: VoiceInfo,
+        speaking_rate: float,
+        sink: ChunkSink,
+        words: WordSink | None = None,
     ) -> None:
+        # Never given words: this engine says it has no word timings (the base's default).
         if not self._armed:
             self.inner.synthesize(text, voice, speaking_rate, sink)
             return

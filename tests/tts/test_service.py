@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from services.common.pcm import SampleFormat, decode, encode
 from services.common.sentences import split_sentences
-from services.tts.engines.base import ChunkSink, VoiceInfo
+from services.tts.engines.base import ChunkSink, VoiceInfo, WordSink
 from services.tts.engines.espeak import EspeakEngine
 from tests.support.waiting import WAIT_S, wait_until
 from tests.tts.harness import (
@@ -44,13 +44,18 @@ class RecordingEspeak(EspeakEngine):
         self.made: list[np.ndarray] = []
 
     def synthesize(
-        self, text: str, voice: VoiceInfo, speaking_rate: float, sink: ChunkSink
+        self,
+        text: str,
+        voice: VoiceInfo,
+        speaking_rate: float,
+        sink: ChunkSink,
+        words: WordSink | None = None,
     ) -> None:
         def recording_sink(chunk: np.ndarray) -> bool:
             self.made.append(chunk.copy())
             return sink(chunk)
 
-        super().synthesize(text, voice, speaking_rate, recording_sink)
+        super().synthesize(text, voice, speaking_rate, recording_sink, words)
 
 
 def loudness_envelope(samples: np.ndarray, frame: int = 220) -> npt.NDArray[np.float64]:
@@ -335,11 +340,16 @@ async def test_a_failed_load_keeps_the_service_unready_with_the_reason(start_tts
 async def test_an_engine_crash_is_internal_without_a_traceback(start_tts: StartTts) -> None:
     class Crashing(EspeakEngine):
         def synthesize(
-            self, text: str, voice: VoiceInfo, speaking_rate: float, sink: ChunkSink
+            self,
+            text: str,
+            voice: VoiceInfo,
+            speaking_rate: float,
+            sink: ChunkSink,
+            words: WordSink | None = None,
         ) -> None:
             if "crash" in text:
                 raise RuntimeError("secret internal detail")
-            super().synthesize(text, voice, speaking_rate, sink)
+            super().synthesize(text, voice, speaking_rate, sink, words)
 
     tts = await start_tts(engine=Crashing())
     with pytest.raises(grpc.aio.AioRpcError) as raised:

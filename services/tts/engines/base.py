@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,48 @@ PcmChunk = npt.NDArray[np.float32]
 
 ChunkSink = Callable[[PcmChunk], bool]
 """Receives each chunk as it is made; returns False to stop the synthesis early."""
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    """When one word of a sentence plays, as the engine that spoke it knows it."""
+
+    char_start: int
+    char_end: int
+    """Its span [char_start, char_end) in the sentence, in code points (``word_spans``)."""
+    start_sample: int
+    end_sample: int
+    """Its first sample and the sample after its last, at the engine's native rate,
+    counted from the first sample of the sentence that the engine passed to its sink."""
+
+
+WordSink = Callable[[TimedWord], None]
+"""Receives each word of the sentence being spoken, in order (see SpeechEngine.synthesize)."""
+
+# A word: a run of characters between spaces (or dashes, which speech pauses at), with the
+# punctuation around it left out; only runs with a letter or digit count.
+_WORD_RUN = re.compile(r"[^\s\u2013\u2014]+")
+_EDGE_PUNCTUATION = "\"'()[]{}<>\u00ab\u00bb\u201c\u201d\u2018\u2019\u201e\u00bf\u00a1.,;:!?\u2026-"
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """The words of ``text`` as [start, end) code-point spans, in order.
+
+    What a word is for word timings, the same for every engine: a run of characters between
+    whitespace or dashes (en and em), without the quotes, brackets and punctuation at its
+    edges (``"there,"`` is ``there``; ``3,000``, ``e-mail``, ``U.S.A`` and ``$5`` stay
+    whole), and only if it has a letter or digit (a lone ``-`` is no word).
+    """
+    spans: list[tuple[int, int]] = []
+    for run in _WORD_RUN.finditer(text):
+        start, end = run.span()
+        while start < end and text[start] in _EDGE_PUNCTUATION:
+            start += 1
+        while end > start and text[end - 1] in _EDGE_PUNCTUATION:
+            end -= 1
+        if any(character.isalnum() for character in text[start:end]):
+            spans.append((start, end))
+    return spans
 
 
 def collecting_sink(pieces: list[PcmChunk]) -> ChunkSink:
@@ -51,6 +94,13 @@ class SpeechEngine(ABC):
     name: str
     """Short engine identifier, as configured (``piper``, ``espeak``, ``coqui``)."""
 
+    @property
+    def word_timings(self) -> bool:
+        """Whether ``synthesize`` can say when each word plays (it takes a ``words`` sink).
+        Engines that know their durations (espeak, piper, Coqui VITS) do; the others never
+        get a ``words`` sink."""
+        return False
+
     default_voice: str
     """The voice used when a request names neither voice nor language."""
 
@@ -83,9 +133,20 @@ class SpeechEngine(ABC):
 
     @abstractmethod
     def synthesize(
-        self, text: str, voice: VoiceInfo, speaking_rate: float, sink: ChunkSink
+        self,
+        text: str,
+        voice: VoiceInfo,
+        speaking_rate: float,
+        sink: ChunkSink,
+        words: WordSink | None = None,
     ) -> None:
         """Speak one sentence, passing PCM to ``sink`` as it is made.
+
+        ``words`` (given only to an engine whose ``word_timings`` is True, and only when
+        a caller asked for timings: None costs nothing) receives every word of ``text``
+        (``word_spans``) exactly once, in order, each before the audio holding its
+        start goes to ``sink``; a sentence stopped early (``sink`` returned False) may
+        leave its last words out.
 
         Blocking and safe to call from any thread: engines serialise access to shared
         model state themselves.

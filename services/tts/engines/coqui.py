@@ -16,6 +16,12 @@ Streaming: XTTS speaks through its ``inference_stream``, so chunks reach the sin
 sentence is still being made; VITS makes a sentence at once and calls the sink once per
 sentence. Either way, each sentence ends with the pause Coqui's own Synthesizer puts
 between sentences.
+
+Word timings: VITS returns the durations its length regulator used (frames per input
+token), so each token's first sample is exact; tokens (characters or phonemes, as the
+model reads them) are mapped back to the words they say by aligning them with each
+word's own tokens (services.tts.engines.words). XTTS generates audio tokens with no
+alignment to the text: it gives no word timings.
 """
 
 from __future__ import annotations
@@ -35,12 +41,16 @@ from services.common.errors import EngineError
 from services.tts.engines.base import (
     ChunkSink,
     SpeechEngine,
+    TimedWord,
     VoiceInfo,
+    WordSink,
     check_speaking_rate,
     speaks,
+    word_spans,
 )
 from services.tts.engines.coqui_models import locate_model
 from services.tts.engines.model_copies import ModelCopies
+from services.tts.engines.words import align_words, timed_words, word_symbol_ranges
 from services.tts.engines.xtts_compat import bridge_xtts_cache_argument
 
 logger = logging.getLogger(__name__)
@@ -137,6 +147,11 @@ class CoquiEngine(SpeechEngine):
         return self._device
 
     @property
+    def word_timings(self) -> bool:
+        """VITS knows its durations; XTTS does not (and before load, neither)."""
+        return self._copies is not None and self._architecture == "vits"
+
+    @property
     def architecture(self) -> str:
         """The model's type as its config names it: ``vits`` or ``xtts``."""
         self._check_loaded()
@@ -223,13 +238,19 @@ class CoquiEngine(SpeechEngine):
         return self._voices
 
     def synthesize(
-        self, text: str, voice: VoiceInfo, speaking_rate: float, sink: ChunkSink
+        self,
+        text: str,
+        voice: VoiceInfo,
+        speaking_rate: float,
+        sink: ChunkSink,
+        words: WordSink | None = None,
     ) -> None:
         """Speak one sentence with ``voice`` on an idle copy of the model, feeding ``sink``.
 
         Blocks while every copy is busy. A sentence with no letter or digit (emoji,
         punctuation) has nothing to say and makes no audio: models read such text as
         nothing, or as noise. ``sink`` returning False stops XTTS between chunks.
+        ``words`` (VITS only) gets the words before the sentence's audio.
         """
         check_speaking_rate(speaking_rate)
         self._check_loaded()
@@ -239,16 +260,24 @@ class CoquiEngine(SpeechEngine):
         if not any(character.isalnum() for character in text):
             return
         with self._loaded_copies.borrow() as copy:
-            self._speak(copy, text, chosen, speaking_rate, sink)
+            self._speak(copy, text, chosen, speaking_rate, sink, words)
 
-    def _speak(self, model: Any, text: str, voice: _Voice, rate: float, sink: ChunkSink) -> None:
+    def _speak(
+        self,
+        model: Any,
+        text: str,
+        voice: _Voice,
+        rate: float,
+        sink: ChunkSink,
+        words: WordSink | None = None,
+    ) -> None:
         import torch
 
         with torch.inference_mode(), self._precision():
             if self._architecture == "xtts":
                 _speak_xtts(model, text, voice, rate, sink)
             else:
-                _speak_vits(model, text, voice, rate, sink)
+                _speak_vits(model, text, voice, rate, sink, words)
 
     def _uses_half(self) -> bool:
         return self._half_precision and self._device.startswith("cuda")
@@ -273,16 +302,82 @@ class CoquiEngine(SpeechEngine):
             raise EngineError("coqui engine used before load() or after close()")
 
 
-def _speak_vits(model: Any, text: str, voice: _Voice, rate: float, sink: ChunkSink) -> None:
+def _speak_vits(
+    model: Any,
+    text: str,
+    voice: _Voice,
+    rate: float,
+    sink: ChunkSink,
+    words: WordSink | None = None,
+) -> None:
     """One sentence at once: VITS has no intermediate audio to stream."""
     # Set on every call: the copy is borrowed, and the last caller may have changed it.
     model.length_scale = model.args.length_scale / rate
     outputs = model.synthesize(text, speaker=voice.speaker, language=voice.language)
     audio = np.asarray(outputs["wav"], dtype=np.float32)
+    made = audio.size
     if model.config.audio.get("do_trim_silence") and model.ap is not None:
         # As Coqui's Synthesizer does: cut silence longer than 0.8 s off the end.
         audio = audio[: model.ap.find_endpoint(audio)]
+    if words is not None:
+        for word in _vits_words(model, text, voice, outputs, made):
+            words(
+                TimedWord(
+                    word.char_start,
+                    word.char_end,
+                    min(word.start_sample, audio.size),
+                    min(word.end_sample, audio.size),
+                )
+            )
     sink(np.concatenate((audio, np.zeros(_SENTENCE_PAUSE_SAMPLES, dtype=np.float32))))
+
+
+def _vits_words(
+    model: Any, text: str, voice: _Voice, outputs: dict[str, Any], made: int
+) -> list[TimedWord]:
+    """The words of ``text`` placed by the durations VITS used (frames per input token)
+    on its ``made`` samples."""
+    tokenizer = model.tokenizer
+    tokens = [int(token) for token in outputs["text_inputs"].reshape(-1).tolist()]
+    frames = np.rint(outputs["outputs"]["durations"].float().cpu().numpy().reshape(-1))
+    frame_starts = np.concatenate(([0], np.cumsum(frames))).astype(np.int64)
+    hop = made // max(1, int(frame_starts[-1]))
+    spoken, token_of = _token_symbols(tokenizer, tokens)
+    spans = word_spans(text)
+    alone = []
+    for start, end in spans:
+        ids = tokenizer.text_to_ids(text[start:end], language=voice.language)
+        alone.append(_token_symbols(tokenizer, ids)[0])
+    ranges = word_symbol_ranges(align_words(spoken, alone), len(spans))
+
+    def sample_at(token: int) -> int:
+        return int(frame_starts[min(token, frame_starts.size - 1)]) * hop
+
+    return timed_words(
+        spans,
+        ranges,
+        start_of=lambda symbol: sample_at(token_of[symbol]),
+        end_of=lambda symbol: sample_at(token_of[symbol] + 1),
+    )
+
+
+def _token_symbols(tokenizer: Any, tokens: list[int]) -> tuple[str, list[int]]:
+    """The characters (or phonemes) ``tokens`` stand for, without the blank, begin and
+    end tokens, and the index in ``tokens`` of each."""
+    characters = tokenizer.characters
+    special = {
+        getattr(characters, name, None) for name in ("blank_id", "bos_id", "eos_id", "pad_id")
+    }
+    symbols: list[str] = []
+    token_of: list[int] = []
+    for index, token in enumerate(tokens):
+        if token in special:
+            continue
+        symbol = characters.id_to_char(token)
+        if len(symbol) == 1:
+            symbols.append(symbol)
+            token_of.append(index)
+    return "".join(symbols), token_of
 
 
 def _speak_xtts(model: Any, text: str, voice: _Voice, rate: float, sink: ChunkSink) -> None:

@@ -11,8 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.common.errors import EngineError
-from services.tts.engines.base import ChunkSink, SpeechEngine, VoiceInfo, check_speaking_rate
-from services.tts.engines.espeak_library import EspeakLibrary, load_espeak_library
+from services.tts.engines.base import (
+    ChunkSink,
+    PcmChunk,
+    SpeechEngine,
+    VoiceInfo,
+    WordSink,
+    check_speaking_rate,
+)
+from services.tts.engines.espeak_library import EspeakLibrary, SpeechMark, load_espeak_library
+from services.tts.engines.words import WordClock
 
 _NORMAL_WPM = 175
 # espeak-ng's speaking-rate range (espeakRATE_MINIMUM, espeakRATE_MAXIMUM), words per minute.
@@ -31,6 +39,11 @@ class EspeakEngine(SpeechEngine):
 
     name = "espeak"
     default_voice = "en-us"
+
+    @property
+    def word_timings(self) -> bool:
+        """Always: espeak-ng reports where it starts each word."""
+        return True
 
     def __init__(self, *, chunk_ms: int = 20) -> None:
         """``chunk_ms`` is espeak's buffer length, which sets the size of the chunks.
@@ -76,7 +89,12 @@ class EspeakEngine(SpeechEngine):
         return self._catalogue()
 
     def synthesize(
-        self, text: str, voice: VoiceInfo, speaking_rate: float, sink: ChunkSink
+        self,
+        text: str,
+        voice: VoiceInfo,
+        speaking_rate: float,
+        sink: ChunkSink,
+        words: WordSink | None = None,
     ) -> None:
         """Speak ``text`` with ``voice``, passing float32 chunks to ``sink`` as they are made.
 
@@ -85,6 +103,9 @@ class EspeakEngine(SpeechEngine):
         serialised on the one library, and ``sink`` runs while the lock is held, so it must
         not call back into the engine. An exception from ``sink`` stops the synthesis and is
         re-raised here; ``sink`` returning False stops it quietly.
+
+        ``words`` gets the words' timings from espeak's own word events (the exact sample
+        where it starts each word) and clause ends (see _TimedSpeech).
         """
         check_speaking_rate(speaking_rate)
         words_per_minute = round(min(max(_NORMAL_WPM * speaking_rate, _MIN_WPM), _MAX_WPM))
@@ -97,7 +118,14 @@ class EspeakEngine(SpeechEngine):
             raise EngineError(f"espeak engine has no voice {voice.name!r}")
         # A NUL would end the C string early and silently drop the rest of the text.
         encoded = text.replace("\0", " ").encode("utf-8")
-        library.speak(encoded, identifier, words_per_minute, self._chunk_ms, sink)
+        if words is None:
+            library.speak(encoded, identifier, words_per_minute, self._chunk_ms, sink)
+            return
+        timed = _TimedSpeech(text, sink, words)
+        library.speak(
+            encoded, identifier, words_per_minute, self._chunk_ms, timed.audio, timed.mark
+        )
+        timed.finish()
 
     @property
     def _loaded(self) -> EspeakLibrary:
@@ -112,3 +140,50 @@ class EspeakEngine(SpeechEngine):
             self._identifiers = {voice.info.name: voice.identifier for voice in voices}
             self._voices = tuple(voice.info for voice in voices)
         return self._voices
+
+
+class _TimedSpeech:
+    """One sentence's audio and words, in the order the streamer needs them.
+
+    espeak-ng reports where each word starts (a WORD event with its code point and exact
+    sample) with the buffer it starts in, but a word's end only with the next word's start
+    or the clause's END event. So the buffer holding a word's start is held back until the
+    word has ended and been handed on: audio leaves a word late (espeak makes a word in
+    well under a millisecond), never before its word.
+    """
+
+    def __init__(self, text: str, sink: ChunkSink, words: WordSink) -> None:
+        self._clock = WordClock(text, words)
+        self._sink = sink
+        self._held: list[PcmChunk] = []
+        self._held_from = 0  # sample of the first held buffer
+        self._made = 0  # samples received from espeak
+        self._stopped = False  # the sink refused a chunk: no more words either
+
+    def mark(self, mark: SpeechMark) -> None:
+        if mark.word:
+            self._clock.word(mark.char, mark.sample)
+        else:
+            self._clock.pause(mark.sample, mark.char)
+
+    def audio(self, chunk: PcmChunk) -> bool:
+        self._held.append(chunk)
+        self._made += chunk.size
+        return self._release(self._clock.pending_start)
+
+    def finish(self) -> None:
+        if self._stopped:
+            return
+        self._clock.finish(self._made)
+        self._release(None)
+
+    def _release(self, before: int | None) -> bool:
+        """Pass on the held buffers that end at or before ``before`` (all for None)."""
+        while self._held and (before is None or self._held_from + self._held[0].size <= before):
+            chunk = self._held.pop(0)
+            self._held_from += chunk.size
+            if not self._sink(chunk):
+                self._held.clear()
+                self._stopped = True
+                return False
+        return True

@@ -7,13 +7,17 @@ re-initialise the state under any engine already using it), and every call that 
 that state holds the library's one lock. Two engines use it: espeak speaks with it (in
 synchronous mode it calls one callback with each buffer of audio as it makes it), piper
 takes its phonemes from it. Because there is only one callback, the library, not an
-engine, remembers which sink the running synthesis feeds.
+engine, remembers which sink the running synthesis feeds. A synthesis may also ask for
+its marks (where each word starts, where each clause ends), which espeak-ng passes to the
+same callback as a list of espeak_EVENT, mirrored here field for field.
 """
 
 from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import espeakng_loader
@@ -44,11 +48,61 @@ DEFAULT_CHUNK_MS = 60
 """The buffer length the library starts with when its first user names none: espeak-ng's
 shortest (see EspeakEngine); only speaking depends on it."""
 
-# int callback(short *wav, int numsamples, espeak_EVENT *events); the events are not read,
-# so they stay an opaque pointer rather than a mirror of espeak_EVENT.
+# espeak_EVENT_TYPE values (speak_lib.h) of the events read here.
+_EVENT_LIST_TERMINATED = 0
+_EVENT_WORD = 1
+_EVENT_END = 5  # end of a clause or sentence
+_EVENT_MSG_TERMINATED = 6
+
+
+class _EventId(ctypes.Union):
+    """espeak_EVENT's ``id`` union: a number, a name, or a phoneme's name."""
+
+    _fields_ = (
+        ("number", ctypes.c_int),
+        ("name", ctypes.c_char_p),
+        ("string", ctypes.c_char * 8),
+    )
+
+
+class _Event(ctypes.Structure):
+    """espeak_EVENT, field for field (speak_lib.h, API revision 12): 40 bytes on 64-bit."""
+
+    _fields_ = (
+        ("type", ctypes.c_int),  # espeak_EVENT_TYPE
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),  # code points from the text's start, counted from 1
+        ("length", ctypes.c_int),  # of a WORD, in code points (espeak's word, not ours)
+        ("audio_position", ctypes.c_int),  # ms from the synthesis's start
+        ("sample", ctypes.c_int),  # samples from the synthesis's start
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    )
+
+
+# int callback(short *wav, int numsamples, espeak_EVENT *events). The events stay an opaque
+# pointer, cast to _Event only while a synthesis asks for them: no cost otherwise.
 _SynthCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
+
+
+@dataclass(frozen=True)
+class SpeechMark:
+    """Where espeak-ng is in the text as it speaks: a word starts, or a clause ends."""
+
+    word: bool
+    """True: a word starts (espeakEVENT_WORD); False: a clause ends (espeakEVENT_END)."""
+    char: int
+    """The code point it is at, counted from 0 in the text spoken."""
+    sample: int
+    """The sample it is at, counted from the synthesis's first."""
+    audio_ms: int
+    """The same point in ms, as espeak-ng itself reckons it (its ``audio_position``)."""
+
+
+MarkSink = Callable[[SpeechMark], None]
+"""Receives a synthesis's marks, each before the audio buffer it lies in."""
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -120,6 +174,7 @@ class EspeakLibrary:
         self.lock = threading.Lock()
         self._buffer_ms = chunk_ms
         self._sink: ChunkSink | None = None
+        self._marks: MarkSink | None = None
         self._sink_error: BaseException | None = None
         self._voices: list[ListedVoice] | None = None
         # Kept referenced for the life of the process, or ctypes frees the trampoline
@@ -135,9 +190,17 @@ class EspeakLibrary:
             return self._voices
 
     def speak(
-        self, text: bytes, voice: str, words_per_minute: int, chunk_ms: int, sink: ChunkSink
+        self,
+        text: bytes,
+        voice: str,
+        words_per_minute: int,
+        chunk_ms: int,
+        sink: ChunkSink,
+        marks: MarkSink | None = None,
     ) -> None:
-        """Synthesise ``text`` (UTF-8) with the voice named ``voice``, feeding ``sink``."""
+        """Synthesise ``text`` (UTF-8) with the voice named ``voice``, feeding ``sink``;
+        ``marks``, when given, gets the word starts and clause ends, each before the
+        buffer it lies in goes to ``sink``."""
         with self.lock:
             if chunk_ms != self._buffer_ms:
                 # Another engine in this process asked for another chunk size: swap the
@@ -154,7 +217,7 @@ class EspeakLibrary:
                 self.lib.espeak_SetParameter(_ESPEAK_RATE, words_per_minute, 0),
                 f"setting rate {words_per_minute}",
             )
-            self._sink, self._sink_error = sink, None
+            self._sink, self._marks, self._sink_error = sink, marks, None
             try:
                 status = int(
                     self.lib.espeak_Synth(
@@ -169,7 +232,8 @@ class EspeakLibrary:
                     )
                 )
             finally:
-                sink_error, self._sink, self._sink_error = self._sink_error, None, None
+                sink_error, self._sink_error = self._sink_error, None
+                self._sink = self._marks = None
         if sink_error is not None:
             raise sink_error
         # A sink that asked to stop ends the synthesis with EE_OK, so this is a real failure.
@@ -204,16 +268,18 @@ class EspeakLibrary:
         return clauses
 
     def _on_audio(
-        self, wav: ctypes._Pointer[ctypes.c_short], count: int, _events: int | None
+        self, wav: ctypes._Pointer[ctypes.c_short], count: int, events: int | None
     ) -> int:
         """espeak-ng's synth callback: 0 to go on, 1 to abort the synthesis."""
-        # The last call of a synthesis carries no audio (NULL buffer) and only ends it.
-        if count <= 0 or not wav:
-            return 0
         sink = self._sink
         if sink is None:
             return 1
         try:
+            if self._marks is not None and events:
+                self._read_marks(self._marks, events)
+            # The last call of a synthesis carries no audio (NULL buffer) and only ends it.
+            if count <= 0 or not wav:
+                return 0
             # espeak-ng reuses its buffer: astype copies the samples out before we return.
             pcm = np.ctypeslib.as_array(wav, shape=(count,)).astype(np.float32)
             pcm *= np.float32(1 / 32768)
@@ -223,6 +289,31 @@ class EspeakLibrary:
             # synthesising. Stop instead, and re-raise it once espeak_Synth has returned.
             self._sink_error = error
             return 1
+
+    @staticmethod
+    def _read_marks(marks: MarkSink, events: int) -> None:
+        """Pass on the word starts and clause ends of a callback's event list."""
+        event = ctypes.cast(events, ctypes.POINTER(_Event))
+        # The list ends with a LIST_TERMINATED event; MSG_TERMINATED ends the synthesis.
+        for index in range(_MAX_EVENTS):
+            kind = event[index].type
+            if kind in (_EVENT_LIST_TERMINATED, _EVENT_MSG_TERMINATED):
+                return
+            if kind in (_EVENT_WORD, _EVENT_END):
+                current = event[index]
+                marks(
+                    SpeechMark(
+                        word=kind == _EVENT_WORD,
+                        char=max(0, current.text_position - 1),
+                        sample=current.sample,
+                        audio_ms=current.audio_position,
+                    )
+                )
+
+
+_MAX_EVENTS = 4096
+"""A bound on one callback's event list, whatever espeak-ng sends (a buffer of 60 ms holds
+a few events)."""
 
 
 def _check(status: int, doing: str) -> None:

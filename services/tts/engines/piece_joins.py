@@ -44,6 +44,12 @@ class Edge(enum.Enum):
 def join_edges(audio: PcmChunk, sample_rate: int, start: Edge, end: Edge) -> PcmChunk:
     """``audio`` as the model made it, with its ``start`` and ``end`` shaped for what lies
     beyond them. Returns a new array."""
+    return shape_edges(audio, sample_rate, start, end)[0]
+
+
+def shape_edges(audio: PcmChunk, sample_rate: int, start: Edge, end: Edge) -> tuple[PcmChunk, int]:
+    """``join_edges``, with how many samples it cut off the start (a FLOW start's
+    silence): what was at sample ``n`` of ``audio`` is at ``n`` minus that."""
     first, last = 0, audio.size
     kept = sample_rate * KEPT_SILENCE_MS // 1000
     if start is Edge.FLOW:
@@ -63,7 +69,7 @@ def join_edges(audio: PcmChunk, sample_rate: int, start: Edge, end: Edge) -> Pcm
             shaped[:fade] *= ramp
         if end is not Edge.INSIDE:
             shaped[-fade:] *= ramp[::-1]
-    return shaped
+    return shaped, first
 
 
 def _leading_silence(audio: PcmChunk, sample_rate: int) -> int:

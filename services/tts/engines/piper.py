@@ -28,14 +28,23 @@ shared with the event loop and the other services.
 
 Piper's VITS draws noise for each call (its noise scales), so the same text sounds a
 little different every time; noise scales of 0 make it repeat exactly.
+
+Word timings are exact: the model's front also gives the durations its length regulator
+used (services.tts.engines.piper_graph), so each phoneme's first sample is known before
+its audio is decoded. Phonemes are mapped back to the words they say (espeak-ng makes
+them clause by clause, and runs some words together: services.tts.engines.words), and
+sample positions follow each piece's edges as shaped (a cut silence moves what follows)
+and the pieces' places in the sentence's audio.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import os
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +57,32 @@ from services.common.fingerprint import fingerprint_files
 from services.tts.engines.base import (
     ChunkSink,
     SpeechEngine,
+    TimedWord,
     VoiceInfo,
+    WordSink,
     check_speaking_rate,
+    word_spans,
 )
 from services.tts.engines.espeak_library import EspeakLibrary, load_espeak_library
 from services.tts.engines.model_copies import ModelCopies
-from services.tts.engines.piece_joins import Edge, join_edges
-from services.tts.engines.piper_graph import CannotSplit, SplitModel, split_at_decoder
-from services.tts.engines.piper_phonemes import phoneme_ids, piece_phonemes
-from services.tts.engines.piper_runner import PiperRunner
+from services.tts.engines.piece_joins import Edge, shape_edges
+from services.tts.engines.piper_graph import (
+    CannotSplit,
+    SplitModel,
+    TimedModel,
+    expose_durations,
+    split_at_decoder,
+)
+from services.tts.engines.piper_phonemes import (
+    located_phoneme_ids,
+    mark_phonemes,
+    piece_phonemes,
+    text_phonemes,
+)
+from services.tts.engines.piper_runner import Durations, PiperRunner, Window
 from services.tts.engines.piper_voice import PiperVoice, locate_voice, read_voice
-from services.tts.engines.sentence_pieces import split_pieces
+from services.tts.engines.sentence_pieces import Piece, split_pieces
+from services.tts.engines.words import align_words, timed_words, word_symbol_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +171,11 @@ class PiperEngine(SpeechEngine):
         return list(self._loaded_runners.all[0].session.get_providers())
 
     @property
+    def word_timings(self) -> bool:
+        """Whether the model gives its durations (every Piper VITS export does)."""
+        return self._runners is not None and self._runners.all[0].timed
+
+    @property
     def windowed(self) -> bool:
         """Whether a sentence's first piece is decoded in two windows, its first audio
         early (the model could be cut before its decoder)."""
@@ -183,6 +212,7 @@ class PiperEngine(SpeechEngine):
                 f"cannot be used ({error.message})"
             ) from error
         providers = onnx_providers(self._device, onnxruntime.get_available_providers())
+        whole: TimedModel | None = None
         try:
             split: SplitModel | None = split_at_decoder(model)
         except CannotSplit as reason:
@@ -193,8 +223,11 @@ class PiperEngine(SpeechEngine):
                 reason,
             )
             split = None
+            whole = expose_durations(model)
+        if (split.durations if split is not None else whole) is None:
+            logger.warning("piper model %s shows no durations: no word timings", model)
         runners = [
-            _runner(onnxruntime, model, split, providers, self.threads)
+            _runner(onnxruntime, model, split, whole, providers, self.threads)
             for _ in range(self._session_count)
         ]
         _check_signature(runners[0].session, voice)
@@ -246,22 +279,34 @@ class PiperEngine(SpeechEngine):
         return self._voices
 
     def synthesize(
-        self, text: str, voice: VoiceInfo, speaking_rate: float, sink: ChunkSink
+        self,
+        text: str,
+        voice: VoiceInfo,
+        speaking_rate: float,
+        sink: ChunkSink,
+        words: WordSink | None = None,
     ) -> None:
         """Speak one sentence with ``voice`` on an idle copy of the model, into ``sink``.
 
         Blocks while every copy is busy. A sentence with no letter or digit makes no
         audio. ``sink`` returning False stops the sentence before its next window.
+        ``words`` gets each word before the window its start is in (see the module).
         """
         check_speaking_rate(speaking_rate)
         self._check_loaded()
         if voice.name.casefold() not in self._speaker_ids:
             raise EngineError(f"piper engine has no voice {voice.name!r}")
         with self._loaded_runners.borrow() as runner:
-            self._speak(runner, text, voice, speaking_rate, sink)
+            self._speak(runner, text, voice, speaking_rate, sink, words)
 
     def _speak(
-        self, runner: PiperRunner, text: str, voice: VoiceInfo, rate: float, sink: ChunkSink
+        self,
+        runner: PiperRunner,
+        text: str,
+        voice: VoiceInfo,
+        rate: float,
+        sink: ChunkSink,
+        words: WordSink | None = None,
     ) -> None:
         """Each piece of ``text``: phonemes, then its windows, edges shaped, into ``sink``."""
         settings = self._loaded_voice
@@ -276,25 +321,40 @@ class PiperEngine(SpeechEngine):
         if speaker is not None:
             feeds["sid"] = np.array([speaker], dtype=np.int64)
         pause = np.zeros(round(SENTENCE_PAUSE_S * settings.sample_rate), dtype=np.float32)
+        timing = None if words is None else _SentenceWords(text, pieces, words, self._word_phonemes)
+        made = 0  # samples of the sentence passed to the sink
         for index, piece in enumerate(pieces):
-            ids = phoneme_ids(
-                piece_phonemes(library, settings.espeak_voice, piece), settings.phoneme_ids
-            )
+            phonemes = piece_phonemes(library, settings.espeak_voice, piece)
+            ids, symbols, id_starts = located_phoneme_ids(phonemes, settings.phoneme_ids)
             feeds["input"] = ids
             feeds["input_lengths"] = np.array([ids.shape[1]], dtype=np.int64)
             start = Edge.FLOW if index and pieces[index - 1].flows_on else Edge.PAUSE
             end = Edge.FLOW if piece.flows_on else Edge.PAUSE
-            for window in runner.run(feeds, lead=index == 0):
-                audio = join_edges(
+            piece_words: _PieceWords | None = None
+            if timing is not None:
+                spoken = symbols[: len(symbols) - len(mark_phonemes(piece))]
+                piece_words = timing.piece(index, spoken, id_starts)
+            for window in runner.run(feeds, lead=index == 0, timed=piece_words is not None):
+                audio, cut = shape_edges(
                     window.audio,
                     settings.sample_rate,
                     start if window.first else Edge.INSIDE,
                     end if window.last else Edge.INSIDE,
                 )
+                if piece_words is not None:
+                    piece_words.window(window, made, cut, audio.size)
+                made += audio.size
                 if window.last and index == len(pieces) - 1:
                     audio = np.concatenate((audio, pause))
                 if not sink(audio):
                     return
+        if timing is not None:
+            timing.finish(made)
+
+    def _word_phonemes(self, word: str) -> str:
+        """What ``word`` says alone, in the voice's phonemes (NFD, as the model reads them)."""
+        phonemes = text_phonemes(self._loaded_library, self._loaded_voice.espeak_voice, word)
+        return unicodedata.normalize("NFD", phonemes)
 
     @property
     def _loaded_voice(self) -> PiperVoice:
@@ -320,15 +380,121 @@ class PiperEngine(SpeechEngine):
 
 
 def _runner(
-    onnxruntime: Any, model: Path, split: SplitModel | None, providers: list[Any], threads: int
+    onnxruntime: Any,
+    model: Path,
+    split: SplitModel | None,
+    whole: TimedModel | None,
+    providers: list[Any],
+    threads: int,
 ) -> PiperRunner:
-    """One copy of the model: the front and decoder of ``split``, else the whole file."""
+    """One copy of the model: the front and decoder of ``split``, else the whole model
+    (with its durations when ``whole`` has them)."""
     if split is None:
-        return PiperRunner(_open_session(onnxruntime, model, model, providers, threads))
+        if whole is None:
+            return PiperRunner(_open_session(onnxruntime, model, model, providers, threads))
+        session = _open_session(onnxruntime, whole.model, model, providers, threads)
+        return PiperRunner(session, durations=whole.durations)
     return PiperRunner(
         _open_session(onnxruntime, split.front, model, providers, threads),
         _open_session(onnxruntime, split.decoder, model, providers, threads),
+        split.durations,
     )
+
+
+class _SentenceWords:
+    """The words of one sentence spoken piece by piece: which piece says which word."""
+
+    def __init__(
+        self,
+        text: str,
+        pieces: Sequence[Piece],
+        words: WordSink,
+        say_alone: Callable[[str], str],
+    ) -> None:
+        self._text = text
+        self._words = words
+        self._say_alone = say_alone
+        self._spans = word_spans(text)
+        # Each word goes to the last piece that starts at or before it: every word to
+        # exactly one piece, whatever the pieces left out.
+        piece_starts = [piece.span[0] for piece in pieces]
+        self._piece_of = [
+            max(0, bisect.bisect_right(piece_starts, start) - 1) for start, _ in self._spans
+        ]
+        self._sent = 0
+
+    def piece(self, index: int, spoken: str, id_starts: Sequence[int]) -> _PieceWords:
+        """The words of piece ``index``, whose words' phonemes (NFD) are ``spoken``, the
+        ids of its code points starting at ``id_starts``."""
+        spans = [
+            span for span, piece in zip(self._spans, self._piece_of, strict=True) if piece == index
+        ]
+        alone = [self._say_alone(self._text[start:end]) for start, end in spans]
+        ranges = word_symbol_ranges(align_words(spoken, alone), len(spans))
+        return _PieceWords(self, spans, ranges, id_starts)
+
+    def send(self, word: TimedWord) -> None:
+        self._sent += 1
+        self._words(word)
+
+    def finish(self, made: int) -> None:
+        """The sentence ended at ``made`` samples: any word not yet sent (a piece that
+        made no window) is sent zero-length there."""
+        for start, end in self._spans[self._sent :]:
+            self.send(TimedWord(start, end, made, made))
+
+
+class _PieceWords:
+    """One piece's words: placed once its durations come, sent before their windows."""
+
+    def __init__(
+        self,
+        sentence: _SentenceWords,
+        spans: Sequence[tuple[int, int]],
+        ranges: Sequence[tuple[int, int] | None],
+        id_starts: Sequence[int],
+    ) -> None:
+        self._sentence = sentence
+        self._spans = spans
+        self._ranges = ranges
+        self._id_starts = id_starts
+        self._placed: list[TimedWord] = []
+        self._start = 0  # the piece's first sample in the sentence
+        self._cut = 0  # samples cut off the piece's start
+
+    def window(self, window: Window, made: int, cut: int, size: int) -> None:
+        """Before ``window`` (shaped to ``size`` samples, ``cut`` cut off its start) goes
+        out at sample ``made`` of the sentence: send the words that start in it (all that
+        are left, at the piece's last window), none past the piece's end."""
+        if window.first:
+            self._start, self._cut = made, cut
+            self._placed = self._place(window.durations)
+            self._placed.reverse()
+        end = made + size
+        while self._placed and (window.last or self._placed[-1].start_sample < end):
+            word = self._placed.pop()
+            start = min(word.start_sample, end)
+            last = min(word.end_sample, end) if window.last else word.end_sample
+            self._sentence.send(TimedWord(word.char_start, word.char_end, start, max(start, last)))
+
+    def _place(self, durations: Durations | None) -> list[TimedWord]:
+        """The piece's words in samples of the sentence."""
+        if durations is None:
+            return [TimedWord(a, b, self._start, self._start) for a, b in self._spans]
+        frame_starts = np.concatenate(([0], np.cumsum(durations.frames)))
+        hop = durations.frame_samples
+
+        def sample_at(code_point: int) -> int:
+            id_index = min(self._id_starts[code_point], frame_starts.size - 1)
+            return max(0, int(frame_starts[id_index]) * hop - self._cut)
+
+        return timed_words(
+            self._spans,
+            self._ranges,
+            start_of=sample_at,
+            end_of=lambda code_point: sample_at(code_point + 1),
+            offset=self._start,
+        )
 
 
 def _open_session(

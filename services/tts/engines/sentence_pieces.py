@@ -12,7 +12,7 @@ bounds the memory and the time of one model call.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 FIRST_PIECE_MAX_WORDS = 4
 """The first piece's most words: about a second of speech, made in tens of ms."""
@@ -43,6 +43,7 @@ _CLAUSE_END = re.compile(
     r"(?P<mark>[,;:]+|[.!?\u2026]+)(?=[\"'\u201d\u2019)\]]*(?:\s|$))"
     r"|\s*(?P<dash>[\u2013\u2014]+|(?<=\s)--?(?=\s))\s*"
 )
+_WORD = re.compile(r"\S+")
 # Quotes and brackets around a word, which do not change what the word is.
 _QUOTES = "\"'()[]\u201c\u201d\u2018\u2019"
 # Marks as the models know them (Piper's phoneme_id_map holds , ; : . ! ?).
@@ -59,41 +60,52 @@ class Piece:
     """The punctuation that ends the piece (one of , ; : . ! ?), or "" for none."""
     flows_on: bool = False
     """Cut between words with no punctuation: the next piece goes on with the phrase."""
+    span: tuple[int, int] = field(default=(0, 0), compare=False)
+    """Where its words are in the sentence: [first word's start, last word's end)."""
 
 
 def split_pieces(sentence: str) -> list[Piece]:
     """The pieces of ``sentence``, in order; none when it has no letter or digit."""
     pieces: list[Piece] = []
-    for text, mark in _clauses(sentence):
+    for start, end, mark in _clauses(sentence):
         limit = FIRST_PIECE_MAX_WORDS if not pieces else PIECE_MAX_WORDS
-        words = text.split()
+        runs = [run.span() for run in _WORD.finditer(sentence, start, end)]
+        words = [sentence[a:b] for a, b in runs]
         while len(words) > limit and len(words) - limit >= MIN_PIECE_WORDS:
             cut = _phrase_break(words, limit)
-            pieces.append(Piece(" ".join(words[:cut]), "", flows_on=True))
-            words = words[cut:]
+            span = (runs[0][0], runs[cut - 1][1])
+            pieces.append(Piece(" ".join(words[:cut]), "", flows_on=True, span=span))
+            words, runs = words[cut:], runs[cut:]
             limit = PIECE_MAX_WORDS
-        pieces.append(Piece(" ".join(words), mark))
+        pieces.append(Piece(" ".join(words), mark, span=(runs[0][0], runs[-1][1])))
     return pieces
 
 
-def _clauses(sentence: str) -> list[tuple[str, str]]:
-    """(text, mark) of each clause that has something to say."""
-    clauses: list[tuple[str, str]] = []
+def _clauses(sentence: str) -> list[tuple[int, int, str]]:
+    """(start, end, mark) of each clause that has something to say: its text is
+    ``sentence[start:end]``, without the whitespace around it."""
+    clauses: list[tuple[int, int, str]] = []
     start = 0
     for end in _CLAUSE_END.finditer(sentence):
         punctuation = end.group("mark") or end.group("dash") or ""
-        _add(clauses, sentence[start : end.start()], _MARKS.get(punctuation[0], punctuation[0]))
+        mark = _MARKS.get(punctuation[0], punctuation[0])
+        _add(clauses, sentence, start, end.start(), mark)
         start = end.end()
-    _add(clauses, sentence[start:], "")
+    _add(clauses, sentence, start, len(sentence), "")
     return clauses
 
 
-def _add(clauses: list[tuple[str, str]], text: str, mark: str) -> None:
+def _add(
+    clauses: list[tuple[int, int, str]], sentence: str, start: int, end: int, mark: str
+) -> None:
+    text = sentence[start:end]
     if any(character.isalnum() for character in text):
-        clauses.append((text.strip(), mark))
-    elif clauses and mark and not clauses[-1][1]:
+        stripped = text.strip()
+        first = start + text.index(stripped)
+        clauses.append((first, first + len(stripped), mark))
+    elif clauses and mark and not clauses[-1][2]:
         # Punctuation after nothing to say ends the clause before: "Wait (please) ..."
-        clauses[-1] = (clauses[-1][0], mark)
+        clauses[-1] = (clauses[-1][0], clauses[-1][1], mark)
 
 
 def _phrase_break(words: list[str], limit: int) -> int:
