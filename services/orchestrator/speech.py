@@ -53,21 +53,12 @@ class SpeechClient:
     ) -> AsyncGenerator[EncodedChunk, None]:
         """tts audio for ``text`` as it is made, at ``sample_rate`` in ``encoding`` (16-bit
         PCM unless told), each chunk with the PCM samples it covers."""
-        request = tts_pb2.SynthesizeRequest(
-            text=text,
-            voice=voice,
-            language=language,
-            sample_rate_hz=sample_rate,
-            encoding=encoding_proto(encoding),
-        )
-        try:
-            async for response in self._tts.Synthesize(request, timeout=remaining_s):
-                if response.HasField("chunk"):
-                    yield EncodedChunk(response.chunk.audio, response.chunk.sample_count)
-        except grpc.aio.AioRpcError as error:
-            raise self.tts.error(error) from None
+        request = _synthesize_request(text, voice, language, sample_rate, encoding, False)
+        async for item in self._synthesized(request, remaining_s):
+            if isinstance(item, EncodedChunk):
+                yield item
 
-    async def stream_with_words(
+    def stream_with_words(
         self,
         text: str,
         voice: str,
@@ -78,14 +69,12 @@ class SpeechClient:
     ) -> AsyncGenerator[EncodedChunk | tts_pb2.WordTiming, None]:
         """``stream`` with tts's word timings, as tts sends them: each word before the
         chunk its start is in (none from an engine without timings)."""
-        request = tts_pb2.SynthesizeRequest(
-            text=text,
-            voice=voice,
-            language=language,
-            sample_rate_hz=sample_rate,
-            encoding=encoding_proto(encoding),
-            word_timings=True,
-        )
+        request = _synthesize_request(text, voice, language, sample_rate, encoding, True)
+        return self._synthesized(request, remaining_s)
+
+    async def _synthesized(
+        self, request: tts_pb2.SynthesizeRequest, remaining_s: float | None
+    ) -> AsyncGenerator[EncodedChunk | tts_pb2.WordTiming, None]:
         try:
             async for response in self._tts.Synthesize(request, timeout=remaining_s):
                 kind = response.WhichOneof("content")
@@ -153,3 +142,21 @@ class SpeechClient:
                 yield response
         except grpc.aio.AioRpcError as error:
             raise self.tts.error(error) from None
+
+
+def _synthesize_request(
+    text: str,
+    voice: str,
+    language: str,
+    sample_rate: int,
+    encoding: Encoding,
+    word_timings: bool,
+) -> tts_pb2.SynthesizeRequest:
+    return tts_pb2.SynthesizeRequest(
+        text=text,
+        voice=voice,
+        language=language,
+        sample_rate_hz=sample_rate,
+        encoding=encoding_proto(encoding),
+        word_timings=word_timings,
+    )
