@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import grpc
@@ -41,11 +41,13 @@ class ServiceProcess:
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
         root: Path = REPO_ROOT,
+        health_names: Sequence[str] = ("",),
     ) -> None:
         """``root``: the checkout whose ``services`` package runs (another commit's
         worktree, for a benchmark's baseline)."""
         self.module = module
         self._root = root
+        self._health_names = tuple(health_names)
         self.port = port if port is not None else free_port()
         self._env = {
             **os.environ,
@@ -88,7 +90,9 @@ class ServiceProcess:
         )
 
     async def wait_healthy(self, timeout_s: float = 60.0) -> None:
-        """Wait until health says SERVING; raise if the process dies or time runs out."""
+        """Wait until health says SERVING for each of its health names (the whole server,
+        and for the orchestrator each service it calls); raise if the process dies or time
+        runs out."""
         deadline = time.monotonic() + timeout_s
         async with grpc.aio.insecure_channel(self.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -98,8 +102,15 @@ class ServiceProcess:
                         f"{self.module} exited with {self._process.returncode} before serving"
                     )
                 try:
-                    response = await health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                    if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    statuses = [
+                        (
+                            await health.Check(
+                                health_pb2.HealthCheckRequest(service=name), timeout=1.0
+                            )
+                        ).status
+                        for name in self._health_names
+                    ]
+                    if all(status == health_pb2.HealthCheckResponse.SERVING for status in statuses):
                         return
                 except grpc.aio.AioRpcError:
                     pass
@@ -144,3 +155,7 @@ class ServiceProcess:
         """Terminate and wait; returns the exit status."""
         self.terminate()
         return self.wait(timeout_s)
+
+
+def _asking(name: str) -> health_pb2.HealthCheckRequest:
+    return health_pb2.HealthCheckRequest(service=name)

@@ -21,6 +21,7 @@ from devtools.launcher import REPO_ROOT, ServiceProcess
 from devtools.local_redis import RedisServer
 from devtools.supervisor import Supervisor
 from services.common.settings import ServerSettings
+from services.orchestrator.server import HEALTH_PREFIX
 from services.orchestrator.settings import OrchestratorSettings
 from services.prosody.settings import ProsodySettings
 from services.tts.settings import TtsSettings
@@ -33,19 +34,32 @@ class SuiteService(NamedTuple):
     module: str
     port: int
     metrics_port: int
+    health_names: tuple[str, ...] = ("",)
+    """What must say SERVING before the service is ready: the orchestrator waits for
+    its channels to every service it calls too, or its first calls could find one still
+    connecting."""
 
     @classmethod
-    def with_defaults(cls, module: str, settings_type: type[ServerSettings]) -> SuiteService:
+    def with_defaults(
+        cls,
+        module: str,
+        settings_type: type[ServerSettings],
+        health_names: tuple[str, ...] = ("",),
+    ) -> SuiteService:
         """``module`` on the ports its settings default to, so they are written once."""
         defaults = settings_type()
-        return cls(module, defaults.port, defaults.metrics_port)
+        return cls(module, defaults.port, defaults.metrics_port, health_names)
 
 
 SERVICES = {
     "tts": SuiteService.with_defaults("services.tts", TtsSettings),
     "prosody": SuiteService.with_defaults("services.prosody", ProsodySettings),
     "vision": SuiteService.with_defaults("services.vision", VisionSettings),
-    "orchestrator": SuiteService.with_defaults("services.orchestrator", OrchestratorSettings),
+    "orchestrator": SuiteService.with_defaults(
+        "services.orchestrator",
+        OrchestratorSettings,
+        ("", *(HEALTH_PREFIX + name for name in ("tts", "prosody", "vision"))),
+    ),
 }
 STATE_DIR = Path(".state")
 LOG_DIR = STATE_DIR / "logs"
@@ -78,6 +92,7 @@ def suite_processes(
             env={**env, "CHORUS_METRICS_PORT": str((metrics_ports or {}).get(name, 0))},
             log_path=log_dir / f"{name}.log",
             root=root,
+            health_names=service.health_names,
         )
         for name, service in SERVICES.items()
     }

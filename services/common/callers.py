@@ -25,6 +25,10 @@ CALLER: ContextVar[str] = ContextVar("chorus_caller", default="")
 """Who the current RPC is for (an end caller named by the orchestrator, or a peer's
 address); empty outside an RPC."""
 
+API_KEY: ContextVar[str] = ContextVar("chorus_api_key", default="")
+"""The name of the API key the current RPC was made with (services.common.api_keys); empty
+where no keys are required. Where set, it is the RPC's caller."""
+
 CALLER_METADATA = "chorus-caller"
 """Metadata naming the end caller a call is made for: the orchestrator sends it to the
 inner services, so that they share their slots among end callers, not among orchestrator
@@ -44,7 +48,9 @@ def caller_key(metadata: Iterable[tuple[str, Any]], peer: str, trust_metadata: b
 
 
 class CallerInterceptor(aio.ServerInterceptor):
-    """Sets admission.CALLER for the duration of each RPC of the guarded services."""
+    """Sets admission.CALLER for the duration of each RPC of the guarded services: the name
+    of the RPC's API key where it was made with one (ApiKeyInterceptor, outside this one,
+    has set API_KEY), else as caller_key says."""
 
     def __init__(self, guarded_services: Iterable[str], trust_metadata: bool) -> None:
         self._prefixes = tuple(f"/{name}/" for name in guarded_services)
@@ -59,7 +65,9 @@ class CallerInterceptor(aio.ServerInterceptor):
         trust = self._trust_metadata
 
         def caller(context: aio.ServicerContext[Any, Any]) -> str:
-            return caller_key(context.invocation_metadata() or (), context.peer(), trust)
+            return API_KEY.get() or caller_key(
+                context.invocation_metadata() or (), context.peer(), trust
+            )
 
         def unary(_method: str, behavior: UnaryBehavior) -> UnaryBehavior:
             async def identified(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:

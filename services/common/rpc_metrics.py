@@ -13,6 +13,7 @@ import grpc
 from grpc import aio
 from opentelemetry.metrics import Meter
 
+from services.common.callers import API_KEY
 from services.common.interceptors import wrap_handler
 
 if TYPE_CHECKING:
@@ -45,8 +46,9 @@ class RpcMetricsInterceptor(aio.ServerInterceptor):
     ``Synthesize``, as OpenTelemetry's RPC conventions name them, and as admission control
     labels its rejections) and ``rpc.grpc.status_code`` (the status's name). Install it
     outside ErrorMappingInterceptor, so that it sees the status an exception was mapped
-    to. Health and reflection are not measured: probes would drown the service's own
-    traffic, and a health Watch lasts as long as its client.
+    to. An RPC made with an API key (services.common.api_keys) has the key's name too, as
+    ``chorus.api_key``. Health and reflection are not measured: probes would drown the
+    service's own traffic, and a health Watch lasts as long as its client.
     """
 
     def __init__(self, meter: Meter, measured_services: Iterable[str]) -> None:
@@ -106,6 +108,9 @@ class RpcMetricsInterceptor(aio.ServerInterceptor):
             "rpc.method": name,
             "rpc.grpc.status_code": status.name,
         }
+        api_key = API_KEY.get()
+        if api_key:
+            attributes["chorus.api_key"] = api_key
         self._requests.add(1, attributes)
         self._duration.record(time.perf_counter() - started, attributes)
 

@@ -17,10 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.api_keys import api_key_interceptors
 from services.common.callers import CallerInterceptor
 from services.common.gpu_metrics import register_gpu_memory_gauges
 from services.common.health_dependencies import OVERALL_HEALTH, WatchesDependencies
@@ -36,6 +39,7 @@ from services.common.rpc_metrics import RpcMetricsInterceptor
 from services.common.rpc_tracing import RpcTracingInterceptor
 from services.common.settings import ServerSettings, load_settings
 from services.common.telemetry import Telemetry, configure_telemetry
+from services.common.tls import server_credentials, server_tls_files
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +133,9 @@ async def start_server(
     """Open the port with health, reflection and interceptors; models are not loaded yet.
 
     Binds ``settings.host:settings.port``; port 0 picks a free port (tests), reported in
-    the returned ``RunningServer.port``.
+    the returned ``RunningServer.port``. With ``settings.tls_cert_file`` and
+    ``tls_key_file`` the port speaks TLS (mutual with ``tls_require_client_cert``), and
+    picks up rotated files at the next handshake; without them, plaintext.
     """
     readiness = Readiness()
     options: list[tuple[str, int]] = [
@@ -153,6 +159,8 @@ async def start_server(
             RpcTracingInterceptor(telemetry.tracer_provider),
             RpcMetricsInterceptor(telemetry.meter, service.service_names),
             ErrorMappingInterceptor(),
+            # Before readiness: a caller without a key learns nothing of the service's state.
+            *api_key_interceptors(settings, service.service_names),
             ReadinessInterceptor(readiness, service.service_names),
             CallerInterceptor(service.service_names, settings.trust_caller_metadata),
         ],
@@ -164,11 +172,21 @@ async def start_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (OVERALL_HEALTH, *service.service_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection(
-        (*service.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    if settings.reflection:
+        exposed = (*service.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(exposed, server, pool=own_api_pool(exposed))
 
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    tls_files = server_tls_files(
+        settings.tls_cert_file,
+        settings.tls_key_file,
+        settings.tls_ca_file,
+        settings.tls_require_client_cert,
+    )
+    if tls_files is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, server_credentials(tls_files))
     if port == 0:
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
     await server.start()
@@ -222,3 +240,39 @@ async def serve(service: ChorusService, settings: ServerSettings, telemetry: Tel
         await stop_requested.wait()
         logger.info("shutting down: %.1f s for RPCs in flight", settings.grace_s)
         loader.cancel()
+
+
+def own_api_pool(service_names: Sequence[str]) -> descriptor_pool.DescriptorPool:
+    """What reflection may describe: the files defining ``service_names`` and the files
+    they import, with every other service taken out of them.
+
+    The orchestrator's API reuses the inner services' messages, so their files must be
+    served for a client to decode it; but the process's default pool would also describe
+    the inner services' own APIs (tts's TextToSpeech) to whoever asked for them by name.
+    A name with no file in the default pool (a generic handler's, in tests) is skipped.
+    """
+    exposed = set(service_names)
+    default = descriptor_pool.Default()
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(file: FileDescriptor) -> None:
+        if file.name in added:
+            return
+        added.add(file.name)
+        for dependency in file.dependencies:
+            add(dependency)  # a pool takes a file only after the files it imports
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        prefix = f"{proto.package}." if proto.package else ""
+        kept = [entry for entry in proto.service if prefix + entry.name in exposed]
+        del proto.service[:]
+        proto.service.extend(kept)
+        pool.Add(proto)
+
+    for name in service_names:
+        try:
+            add(default.FindFileContainingSymbol(name))
+        except KeyError:
+            continue
+    return pool

@@ -62,6 +62,22 @@ class ServerSettings:
             "orchestrator reaches); off at the edge, where a client could name anyone"
         },
     )
+    api_keys: str = dataclasses.field(
+        default="",
+        metadata={
+            "help": "API keys callers must send (authorization: Bearer <key>), as "
+            "name:sha256hex entries, comma separated (the key's SHA-256, never the key); "
+            "none with api_keys_file empty: no key required"
+        },
+    )
+    api_keys_file: str = dataclasses.field(
+        default="",
+        metadata={"help": "a file of more name:sha256hex entries, one a line (a mounted Secret)"},
+    )
+    reflection: bool = dataclasses.field(
+        default=True,
+        metadata={"help": "serve gRPC server reflection (the service's own API only)"},
+    )
     stall_timeout_s: float = dataclasses.field(
         default=10.0,
         metadata={
@@ -82,6 +98,27 @@ class ServerSettings:
         default=86400, metadata={"help": "lifetime of results stored in Redis"}
     )
     log_level: str = dataclasses.field(default="INFO", metadata={"help": "logging level"})
+    tls_cert_file: str = dataclasses.field(
+        default="",
+        metadata={
+            "help": "server certificate chain, PEM (a TLS Secret's tls.crt); with "
+            "tls_key_file turns TLS on; re-read when it changes. Empty: plaintext"
+        },
+    )
+    tls_key_file: str = dataclasses.field(
+        default="", metadata={"help": "the server certificate's private key, PEM (tls.key)"}
+    )
+    tls_ca_file: str = dataclasses.field(
+        default="",
+        metadata={"help": "CA that signs client certificates, PEM (ca.crt)"},
+    )
+    tls_require_client_cert: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "mutual TLS: refuse clients without a certificate signed by tls_ca_file "
+            "(the inner services, which only the orchestrator may reach)"
+        },
+    )
 
 
 def load_settings(

@@ -20,7 +20,7 @@ from services.common.telemetry import Telemetry
 from services.orchestrator.servicer import OrchestratorServicer
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.speech import SpeechClient
-from services.orchestrator.upstreams import Upstream
+from services.orchestrator.upstreams import Upstream, UpstreamTls
 from services.orchestrator.vision_client import VisionClient
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["Orchestrator"].full_name
@@ -40,14 +40,15 @@ class OrchestratorService:
 
     def __init__(self, settings: OrchestratorSettings, telemetry: Telemetry) -> None:
         provider = telemetry.tracer_provider
+        tls = UpstreamTls.from_settings(settings)
         self.tts = Upstream(
-            "tts", settings.tts_address, _full_name(tts_pb2, "TextToSpeech"), provider
+            "tts", settings.tts_address, _full_name(tts_pb2, "TextToSpeech"), provider, tls
         )
         self.prosody = Upstream(
-            "prosody", settings.prosody_address, _full_name(prosody_pb2, "Prosody"), provider
+            "prosody", settings.prosody_address, _full_name(prosody_pb2, "Prosody"), provider, tls
         )
         self.vision = Upstream(
-            "vision", settings.vision_address, _full_name(vision_pb2, "Vision"), provider
+            "vision", settings.vision_address, _full_name(vision_pb2, "Vision"), provider, tls
         )
         self.admission = AdmissionController.from_settings(settings, telemetry)
         self.dependency_health = DependencyHealth(

@@ -29,6 +29,30 @@ class OrchestratorSettings(ServerSettings):
     vision_address: str = dataclasses.field(
         default="localhost:50054", metadata={"help": "vision, as tts_address"}
     )
+    upstream_ca_file: str = dataclasses.field(
+        default="",
+        metadata={
+            "help": "TLS to tts, prosody and vision: the CA their certificates are checked "
+            "against, PEM (ca.crt). Empty: plaintext"
+        },
+    )
+    upstream_cert_file: str = dataclasses.field(
+        default="",
+        metadata={
+            "help": "client certificate chain presented to the inner services (mutual TLS), "
+            "PEM (tls.crt); read when the channels are made"
+        },
+    )
+    upstream_key_file: str = dataclasses.field(
+        default="", metadata={"help": "the client certificate's private key, PEM (tls.key)"}
+    )
+    upstream_server_name: str = dataclasses.field(
+        default="",
+        metadata={
+            "help": "name the inner services' certificates are checked for, instead of the "
+            "host in each address (for IP addresses, or one certificate for all three)"
+        },
+    )
     batch_concurrency: int = dataclasses.field(
         default=8, metadata={"help": "segments of one SynthesizeBatch in flight at once"}
     )

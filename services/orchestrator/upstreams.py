@@ -4,7 +4,10 @@ only calls that have not started, with errors that name the service."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc import aio
@@ -19,7 +22,11 @@ from services.common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from services.common.tls import channel_credentials
 from services.orchestrator.call_scope import call_scope_interceptors
+from services.orchestrator.settings import OrchestratorSettings
+
+logger = logging.getLogger(__name__)
 
 # gRPC's own retries: a call is retried only while no response has arrived, which is the
 # rule for streams (a retried stream would replay audio the caller already has).
@@ -63,35 +70,82 @@ def service_config(service: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class UpstreamTls:
+    """TLS to the inner services: the CA their certificates are checked against, the
+    client certificate and key the orchestrator presents (mutual TLS), and the name their
+    certificates are checked for when not the host in the address. Files are PEM, read
+    when a channel is made (a rotated client certificate is used by channels made after)."""
+
+    ca_file: str
+    cert_file: str = ""
+    key_file: str = ""
+    server_name: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: OrchestratorSettings) -> UpstreamTls | None:
+        """The ``upstream_*`` settings, or None (plaintext) when no file is set."""
+        if not (settings.upstream_ca_file or settings.upstream_cert_file):
+            return None
+        return cls(
+            settings.upstream_ca_file,
+            settings.upstream_cert_file,
+            settings.upstream_key_file,
+            settings.upstream_server_name,
+        )
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """Channel credentials from the files as they are now."""
+        return channel_credentials(self.ca_file, self.cert_file, self.key_file)
+
+    def options(self) -> list[tuple[str, str]]:
+        """Channel options: the name to check certificates for, when one is set."""
+        return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+
+
 class Upstream:
     """One inner service: its name for errors, and the one channel every call shares
-    (each call owned by the CallScope of the RPC it is made for)."""
+    (each call owned by the CallScope of the RPC it is made for); over TLS with ``tls``."""
 
     def __init__(
-        self, name: str, addresses: str, service: str, tracer_provider: TracerProvider
+        self,
+        name: str,
+        addresses: str,
+        service: str,
+        tracer_provider: TracerProvider,
+        tls: UpstreamTls | None = None,
     ) -> None:
         self.name = name
-        self.channel = aio.insecure_channel(
-            channel_target(addresses),
-            options=[
-                ("grpc.service_config", service_config(service)),
-                ("grpc.enable_retries", 1),
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                ("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_BACKOFF_MS),
-                ("grpc.client_idle_timeout_ms", _NO_IDLE_TIMEOUT_MS),
-            ],
-            interceptors=[
-                *aio_client_interceptors(tracer_provider=tracer_provider),
-                *forward_caller_interceptors(),
-                *call_scope_interceptors(),
-            ],
-        )
+        target = channel_target(addresses)
+        options: list[tuple[str, Any]] = [
+            ("grpc.service_config", service_config(service)),
+            ("grpc.enable_retries", 1),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_BACKOFF_MS),
+            ("grpc.client_idle_timeout_ms", _NO_IDLE_TIMEOUT_MS),
+        ]
+        interceptors = [
+            *aio_client_interceptors(tracer_provider=tracer_provider),
+            *forward_caller_interceptors(),
+            *call_scope_interceptors(),
+        ]
+        if tls is None:
+            self.channel = aio.insecure_channel(target, options=options, interceptors=interceptors)
+        else:
+            self.channel = aio.secure_channel(
+                target,
+                tls.credentials(),
+                options=options + tls.options(),
+                interceptors=interceptors,
+            )
 
     def error(
         self, error: grpc.aio.AioRpcError, fields: Mapping[str, str] | None = None
     ) -> ChorusError:
         """What the caller should see for a failed call to this service.
 
+        Only what the caller can act on reaches it: the failed service's name and the
+        status, never an inner address or an inner error's details (they are logged).
         INVALID_ARGUMENT is the caller's mistake, passed on naming the caller's field:
         ``fields`` maps this service's field names to the caller's where they differ
         (vision's ``image`` is the caller's ``photo``).
@@ -104,7 +158,13 @@ class Upstream:
             return DeadlineExceeded(f"deadline passed waiting for {self.name}")
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             return ResourceExhausted(f"{self.name} is at capacity: {details}")
-        return Unavailable(f"{self.name} unavailable: {code.name}: {details}")
+        # The caller learns which service failed, never where it runs or why inside (gRPC's
+        # details name the inner address, "ipv4:10.0.3.7:50052: connection refused"):
+        # those go to the log.
+        logger.warning("%s call failed: %s: %s", self.name, code.name, details)
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return Unavailable(f"{self.name} unavailable")
+        return Unavailable(f"{self.name} unavailable: {code.name}")
 
     async def close(self) -> None:
         """Close the channel."""

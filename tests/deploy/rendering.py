@@ -6,6 +6,7 @@ manifests a cluster would receive, generated ConfigMap names and overlay patches
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -84,6 +85,11 @@ class Rendered:
         data: dict[str, str] = self.get("ConfigMap", name).get("data", {})
         return data
 
+    def secret_data(self, name: str) -> dict[str, str]:
+        """The decoded data of Secret ``name`` (its generated name, hash suffix included)."""
+        encoded: dict[str, str] = self.get("Secret", name).get("data", {})
+        return {key: base64.b64decode(value).decode() for key, value in encoded.items()}
+
 
 def pod_spec(deployment: Doc) -> Doc:
     """The pod spec of a Deployment's template."""
@@ -125,10 +131,20 @@ def resolve_port(deployment: Doc, port: int | str) -> int | None:
 
 def environment(rendered: Rendered, container: Doc) -> dict[str, str]:
     """The variables ``container`` gets from its envFrom ConfigMaps and its env list (a
-    value taken from elsewhere, valueFrom, reads as an empty string)."""
+    value taken from a rendered Secret's or ConfigMap's key, as the pod would get it; one
+    taken from elsewhere, valueFrom a field, reads as an empty string)."""
     variables: dict[str, str] = {}
     for source in container.get("envFrom", []):
         variables.update(rendered.config_map_data(source["configMapRef"]["name"]))
     for variable in container.get("env", []):
-        variables[variable["name"]] = variable.get("value", "")
+        source = variable.get("valueFrom", {})
+        if "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            value = rendered.secret_data(ref["name"])[ref["key"]]
+        elif "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            value = rendered.config_map_data(ref["name"])[ref["key"]]
+        else:
+            value = variable.get("value", "")
+        variables[variable["name"]] = value
     return variables

@@ -18,8 +18,10 @@ import pytest
 import yaml
 from chorus.orchestrator.v1 import orchestrator_pb2
 
+from services.common.api_keys import ApiKeys
 from services.common.settings import ENV_PREFIX, ServerSettings, load_settings
 from tests.deploy.chorus_services import METRICS_PORT, SETTINGS, default_port
+from tests.deploy.conftest import rendered_tree
 from tests.deploy.rendering import (
     Doc,
     Rendered,
@@ -254,7 +256,7 @@ def test_every_service_gets_redis_metrics_and_the_collector(rendered: Rendered) 
         variables = environment(rendered, server(deployment))
 
         redis = urlsplit(variables["CHORUS_REDIS_URL"])
-        assert redis.scheme == "redis", name
+        assert redis.scheme in ("redis", "rediss"), name
         assert redis.hostname is not None, name
         assert redis.port is not None, name
         redis_service = rendered.get("Service", redis.hostname)
@@ -270,6 +272,50 @@ def test_every_service_gets_redis_metrics_and_the_collector(rendered: Rendered) 
         service = rendered.get("Service", collector.hostname)
         assert backing_deployment(rendered, service)["metadata"]["name"] == "otel-collector"
         assert service_port(service, collector.port)["name"] == "otlp-grpc", name
+
+
+def test_redis_requires_the_password_every_service_sends(rendered: Rendered) -> None:
+    """Redis runs with --requirepass from a Secret, and each service's Redis URL, which
+    comes from a Secret too (never a ConfigMap), carries that password."""
+    redis = container_named(rendered.get("Deployment", "redis"), "redis")
+    args = redis["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    redis_env = {variable["name"]: variable for variable in redis["env"]}
+    assert "secretKeyRef" in redis_env["REDIS_PASSWORD"]["valueFrom"]
+    password = environment(rendered, redis)["REDIS_PASSWORD"]
+    assert password
+    assert environment(rendered, redis)["REDISCLI_AUTH"] == password  # the probe's
+    for config_map in rendered.of_kind("ConfigMap"):
+        assert "CHORUS_REDIS_URL" not in config_map.get("data", {}), config_map["metadata"]
+    for name, deployment in chorus_deployments(rendered).items():
+        url = {variable["name"]: variable for variable in server(deployment).get("env", [])}[
+            "CHORUS_REDIS_URL"
+        ]
+        assert "secretKeyRef" in url["valueFrom"], name
+        parsed = urlsplit(environment(rendered, server(deployment))["CHORUS_REDIS_URL"])
+        assert parsed.password == password, name
+
+
+@pytest.mark.parametrize("tree", ["overlays/cpu", "overlays/gpu"])
+def test_overlays_require_api_keys_at_the_orchestrator_alone(tree: str) -> None:
+    """On a cluster the orchestrator reads its keys' digests from a mounted Secret (a file
+    of entries that parse, none of them a plain key); the inner services require none."""
+    rendered = rendered_tree(tree)
+    orchestrator = rendered.get("Deployment", "orchestrator")
+    variables = environment(rendered, server(orchestrator))
+    assert "CHORUS_API_KEYS" not in variables
+    path = variables["CHORUS_API_KEYS_FILE"]
+    folder, _, file_name = path.rpartition("/")
+    mounts = {mount["mountPath"]: mount for mount in server(orchestrator)["volumeMounts"]}
+    assert mounts[folder]["readOnly"]
+    volume = next(
+        v for v in pod_spec(orchestrator)["volumes"] if v["name"] == mounts[folder]["name"]
+    )
+    keys_file = rendered.secret_data(volume["secret"]["secretName"])[file_name]
+    ApiKeys.parse(keys_file, path)  # raises on anything but name:sha256hex entries
+    for name in INNER_SERVICES:
+        inner = environment(rendered, server(rendered.get("Deployment", name)))
+        assert not {"CHORUS_API_KEYS", "CHORUS_API_KEYS_FILE"} & set(inner), name
 
 
 def test_collector_sends_traces_to_jaeger_and_to_a_file(rendered: Rendered) -> None:
