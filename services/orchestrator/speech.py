@@ -6,7 +6,8 @@ every call carries what is left of the caller's deadline (``remaining_s``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 import grpc
@@ -136,12 +137,53 @@ class SpeechClient:
         self, requests: AsyncIterator[tts_pb2.SynthesizeStreamRequest], remaining_s: float | None
     ) -> AsyncGenerator[tts_pb2.SynthesizeResponse, None]:
         """tts's SynthesizeStream over ``requests``: its responses as they come. Owned by
-        the current call scope like every upstream call, so it ends with its caller's."""
+        the current call scope like every upstream call, so it ends with its caller's.
+
+        ``requests`` is read here, not by gRPC's own request consumer, which would swallow
+        an error raised while reading it (a caller's message that does not parse) and
+        leave this stream waiting for its deadline: such an error ends the stream, as is.
+        """
+        call = self._tts.SynthesizeStream(timeout=remaining_s)
+        failure: Exception | None = None
+
+        async def forward() -> None:
+            nonlocal failure
+            try:
+                async for request in requests:
+                    if not await _written(call.write(request)):
+                        return  # tts has ended the call: its status says why
+                await _written(call.done_writing())
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # reading the caller's stream failed: end tts's too
+                failure = error
+                call.cancel()
+
+        writer = asyncio.create_task(forward())
         try:
-            async for response in self._tts.SynthesizeStream(requests, timeout=remaining_s):
+            async for response in call:
                 yield response
-        except grpc.aio.AioRpcError as error:
-            raise self.tts.error(error) from None
+        except (grpc.aio.AioRpcError, asyncio.CancelledError) as error:
+            if failure is not None:
+                raise failure from None
+            if isinstance(error, grpc.aio.AioRpcError):
+                raise self.tts.error(error) from None
+            raise
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        if failure is not None:
+            raise failure
+
+
+async def _written(writing: Awaitable[None]) -> bool:
+    """Whether a write to (or the close of) an upstream call's request stream went
+    through; False when the call has already ended."""
+    try:
+        await writing
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        return False
+    return True
 
 
 def _synthesize_request(

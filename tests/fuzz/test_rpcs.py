@@ -170,3 +170,86 @@ async def test_any_request_gets_a_clear_answer(suite: Suite, rpc: Rpc, draw: st.
     code = await send(suite.channels[rpc.service], rpc, request)
     assert code in ACCEPTABLE, f"{rpc.path} answered {code.name}"
     assert await serving(suite) == {name: "SERVING" for name in SERVICES}
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A bidirectional RPC and a valid run of messages to mutate, reorder and cut."""
+
+    service: str
+    path: str
+    valid: list[Message]
+
+
+def _tts_stream(**content: Message | str) -> tts_pb2.SynthesizeStreamRequest:
+    return tts_pb2.SynthesizeStreamRequest(**content)  # type: ignore[arg-type]
+
+
+def _speak_stream(**content: Message | str) -> orchestrator_pb2.SpeakStreamRequest:
+    return orchestrator_pb2.SpeakStreamRequest(**content)  # type: ignore[arg-type]
+
+
+CONVERSATIONS = [
+    Conversation("tts", "/chorus.tts.v1.TextToSpeech/SynthesizeStream", [
+        _tts_stream(config=tts_pb2.SynthesisConfig(sample_rate_hz=16000, word_timings=True)),
+        _tts_stream(text="Hello there, "), _tts_stream(text="how are you? "),
+        _tts_stream(flush=tts_pb2.Flush()), _tts_stream(text="Never mind"),
+        _tts_stream(interrupt=tts_pb2.Interrupt()), _tts_stream(text="Bye."),
+        _tts_stream(end=tts_pb2.End()),
+    ]),
+    Conversation("orchestrator", "/chorus.orchestrator.v1.Orchestrator/SpeakStream", [
+        _speak_stream(config=orchestrator_pb2.SpeakStreamConfig(word_timings=True)),
+        _speak_stream(text="See you soon, "), _speak_stream(text="take care. "),
+        _speak_stream(interrupt=tts_pb2.Interrupt()), _speak_stream(text="Bye."),
+        _speak_stream(end=tts_pb2.End()),
+    ]),
+]  # fmt: skip
+CONVERSATION_IDS = [conversation.path.rsplit("/", 1)[1] for conversation in CONVERSATIONS]
+
+
+async def converse(channel: grpc.aio.Channel, path: str, messages: list[bytes]) -> grpc.StatusCode:
+    """The status a stream of ``messages`` ends with, every response read."""
+
+    async def written() -> AsyncIterator[bytes]:
+        for message in messages:
+            yield message
+
+    stream: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(path)
+    try:
+        async for _ in stream(written(), timeout=120):
+            pass
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize("conversation", CONVERSATIONS, ids=CONVERSATION_IDS)
+async def test_the_valid_conversations_are_answered(
+    suite: Suite, conversation: Conversation
+) -> None:
+    messages = [message.SerializeToString() for message in conversation.valid]
+    code = await converse(suite.channels[conversation.service], conversation.path, messages)
+    assert code == grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize("conversation", CONVERSATIONS, ids=CONVERSATION_IDS)
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(draw=st.data())
+async def test_any_conversation_gets_a_clear_answer(
+    suite: Suite, conversation: Conversation, draw: st.DataObject
+) -> None:
+    """Messages valid or mutated, in any order, any number, cut anywhere."""
+    message = st.one_of(
+        st.sampled_from([m.SerializeToString() for m in conversation.valid]),
+        *(request_mutants(valid, MEDIA) for valid in conversation.valid),
+    )
+    messages = draw.draw(st.lists(message, max_size=8), label="messages")
+    code = await converse(suite.channels[conversation.service], conversation.path, messages)
+    assert code in ACCEPTABLE, f"{conversation.path} answered {code.name}"
+    assert await serving(suite) == {name: "SERVING" for name in SERVICES}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 import grpc
 import pytest
@@ -111,3 +111,25 @@ async def test_a_client_that_goes_away_ends_the_tts_stream(suite: Suite) -> None
     assert tts_admission.in_flight == 1
     call.cancel()
     await wait_until(lambda: tts_admission.in_flight == 0, "tts's stream ended")
+
+
+async def test_a_message_that_does_not_parse_ends_the_stream_naming_it(suite: Suite) -> None:
+    async def written() -> AsyncIterator[bytes]:
+        yield CONFIG.SerializeToString()
+        yield b"\xea\xc9\x8b\r\x9f"  # no SpeakStreamRequest parses from these bytes
+
+    async with aio.insecure_channel(suite.orchestrator.address) as channel:
+        stream: aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+            "/chorus.orchestrator.v1.Orchestrator/SpeakStream"
+        )
+        with pytest.raises(aio.AioRpcError) as raised:
+            await read_to_end_bytes(stream(written(), timeout=WAIT_S))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (raised.value.details() or "").startswith(
+        "request: not a valid chorus.orchestrator.v1.SpeakStreamRequest"
+    )
+
+
+async def read_to_end_bytes(call: AsyncIterable[bytes]) -> None:
+    async for _ in call:
+        pass
