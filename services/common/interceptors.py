@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -229,10 +230,12 @@ def _map_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
     async def mapped(
         request: Any, context: aio.ServicerContext[Any, Any]
     ) -> AsyncGenerator[Any, None]:
+        bidirectional = False
         try:
             if isinstance(request, UndecodableRequest):
                 raise request.error()
-            if isinstance(request, AsyncIterator):
+            bidirectional = isinstance(request, AsyncIterator)
+            if bidirectional:
                 request = _decoded(request)
             # aclosing: a cancelled RPC closes the servicer's generator at once, in this task.
             async with contextlib.aclosing(behavior(request, context)) as responses:
@@ -241,9 +244,28 @@ def _map_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
         except aio.AbortError:
             raise
         except Exception as error:
+            if bidirectional:
+                await _read_what_is_left(context)
             await _abort_for(context, method, error)
 
     return mapped
+
+
+# How long a bidirectional stream that failed waits for its client to stop sending.
+_READ_WHAT_IS_LEFT_S = 1.0
+
+
+async def _read_what_is_left(context: aio.ServicerContext[Any, Any]) -> None:
+    """Read and drop what the client is still sending, until it closes its side (within
+    _READ_WHAT_IS_LEFT_S), before the status goes out: a gRPC client still writing when
+    the status arrives may report "Internal error from Core" in place of it."""
+
+    async def drain() -> None:
+        while await context.read() is not aio.EOF:
+            pass
+
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(drain(), _READ_WHAT_IS_LEFT_S)
 
 
 async def _decoded(requests: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:

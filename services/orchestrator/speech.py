@@ -7,7 +7,7 @@ every call carries what is left of the caller's deadline (``remaining_s``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import grpc
@@ -139,27 +139,31 @@ class SpeechClient:
         """tts's SynthesizeStream over ``requests``: its responses as they come. Owned by
         the current call scope like every upstream call, so it ends with its caller's.
 
-        ``requests`` is read here, not by gRPC's own request consumer, which would swallow
-        an error raised while reading it (a caller's message that does not parse) and
-        leave this stream waiting for its deadline: such an error ends the stream, as is.
+        An error raised while reading ``requests`` (a caller's message that does not
+        parse) is caught before gRPC's request consumer sees it, which would swallow it and
+        leave this stream waiting for its deadline: it ends the stream, as it is. (Writing
+        the messages here instead races tts's own status: a write after tts has answered
+        turns its status into INTERNAL.)
         """
-        call = self._tts.SynthesizeStream(timeout=remaining_s)
         failure: Exception | None = None
+        call: (
+            grpc.aio.StreamStreamCall[tts_pb2.SynthesizeStreamRequest, tts_pb2.SynthesizeResponse]
+            | None
+        ) = None
 
-        async def forward() -> None:
+        async def forwarded() -> AsyncGenerator[tts_pb2.SynthesizeStreamRequest, None]:
             nonlocal failure
             try:
                 async for request in requests:
-                    if not await _written(call.write(request)):
-                        return  # tts has ended the call: its status says why
-                await _written(call.done_writing())
+                    yield request
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # reading the caller's stream failed: end tts's too
                 failure = error
-                call.cancel()
+                if call is not None:
+                    call.cancel()
 
-        writer = asyncio.create_task(forward())
+        call = self._tts.SynthesizeStream(forwarded(), timeout=remaining_s)
         try:
             async for response in call:
                 yield response
@@ -169,21 +173,8 @@ class SpeechClient:
             if isinstance(error, grpc.aio.AioRpcError):
                 raise self.tts.error(error) from None
             raise
-        finally:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
         if failure is not None:
             raise failure
-
-
-async def _written(writing: Awaitable[None]) -> bool:
-    """Whether a write to (or the close of) an upstream call's request stream went
-    through; False when the call has already ended."""
-    try:
-        await writing
-    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-        return False
-    return True
 
 
 def _synthesize_request(
