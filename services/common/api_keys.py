@@ -17,11 +17,10 @@ To make an entry for a new key::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +30,11 @@ from opentelemetry import trace
 
 from services.common.callers import API_KEY
 from services.common.errors import ChorusError
-from services.common.interceptors import wrap_handler
+from services.common.interceptors import guard_handler
 from services.common.settings import ServerSettings
 
 if TYPE_CHECKING:
-    from services.common.interceptors import Continuation, Handler, StreamBehavior, UnaryBehavior
+    from services.common.interceptors import Continuation, Handler
 
 logger = logging.getLogger(__name__)
 
@@ -173,25 +172,7 @@ class ApiKeyInterceptor(aio.ServerInterceptor):
             API_KEY.set(name)
             trace.get_current_span().set_attribute(SPAN_ATTRIBUTE, name)
 
-        def unary(_method: str, behavior: UnaryBehavior) -> UnaryBehavior:
-            async def authenticated(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-                authenticate(context)
-                return await behavior(request, context)
-
-            return authenticated
-
-        def stream(_method: str, behavior: StreamBehavior) -> StreamBehavior:
-            async def authenticated(
-                request: Any, context: aio.ServicerContext[Any, Any]
-            ) -> AsyncGenerator[Any, None]:
-                authenticate(context)
-                async with contextlib.aclosing(behavior(request, context)) as responses:
-                    async for response in responses:
-                        yield response
-
-            return authenticated
-
-        return wrap_handler(handler, handler_call_details.method, unary, stream)
+        return guard_handler(handler, handler_call_details.method, authenticate)
 
 
 def api_key_interceptors(

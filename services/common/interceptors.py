@@ -102,26 +102,9 @@ class ReadinessInterceptor(aio.ServerInterceptor):
         if not handler_call_details.method.startswith(self._prefixes):
             return handler
         readiness = self._readiness
-
-        def guard_unary(_method: str, behavior: UnaryBehavior) -> UnaryBehavior:
-            async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-                readiness.check()
-                return await behavior(request, context)
-
-            return guarded
-
-        def guard_stream(_method: str, behavior: StreamBehavior) -> StreamBehavior:
-            async def guarded(
-                request: Any, context: aio.ServicerContext[Any, Any]
-            ) -> AsyncGenerator[Any, None]:
-                readiness.check()
-                async with contextlib.aclosing(behavior(request, context)) as responses:
-                    async for response in responses:
-                        yield response
-
-            return guarded
-
-        return wrap_handler(handler, handler_call_details.method, guard_unary, guard_stream)
+        return guard_handler(
+            handler, handler_call_details.method, lambda _context: readiness.check()
+        )
 
 
 class Readiness:
@@ -153,6 +136,35 @@ class Readiness:
         """Raise Unavailable with the reason unless the service is ready."""
         if not self._ready:
             raise Unavailable(f"service not ready: {self._reason}")
+
+
+def guard_handler(
+    handler: Handler | None,
+    method: str,
+    check: Callable[[aio.ServicerContext[Any, Any]], None],
+) -> Handler | None:
+    """``handler`` with ``check`` run on each call's context before its behaviour: what
+    ``check`` raises ends the call (the error mapping, outside, gives it its status)."""
+
+    def guard_unary(_method: str, behavior: UnaryBehavior) -> UnaryBehavior:
+        async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            check(context)
+            return await behavior(request, context)
+
+        return guarded
+
+    def guard_stream(_method: str, behavior: StreamBehavior) -> StreamBehavior:
+        async def guarded(
+            request: Any, context: aio.ServicerContext[Any, Any]
+        ) -> AsyncGenerator[Any, None]:
+            check(context)
+            async with contextlib.aclosing(behavior(request, context)) as responses:
+                async for response in responses:
+                    yield response
+
+        return guarded
+
+    return wrap_handler(handler, method, guard_unary, guard_stream)
 
 
 def wrap_handler(
