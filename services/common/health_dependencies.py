@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -40,6 +40,11 @@ _AVAILABLE = {
 }
 
 
+# A replaced channel is followed within this; a retired channel stays open far longer
+# (see services/orchestrator/upstreams.py), so its closing is never taken for an outage.
+_CHANNEL_RECHECK_S = 5.0
+
+
 @runtime_checkable
 class WatchesDependencies(Protocol):
     """A service whose health depends on services it calls (see ``watch_dependencies``)."""
@@ -57,7 +62,9 @@ class Dependency:
 
     health_name: str
     """The name its state is reported under, e.g. ``orchestrator/tts``."""
-    channel: aio.Channel
+    channel: Callable[[], aio.Channel]
+    """The channel to it now (a client may replace its channel, say when its TLS
+    certificate is rotated)."""
     required: bool
     """Without it the server cannot serve: the overall health follows it."""
 
@@ -99,8 +106,8 @@ class DependencyHealth:
         self, dependency: Dependency, health_servicer: health.aio.HealthServicer
     ) -> None:
         await self._publish(health_servicer)  # every name exists from the start
-        channel = dependency.channel
         while True:
+            channel = dependency.channel()
             # try_to_connect: an idle channel is connected, so that a dependency's state
             # is known before the first request needs it, and stays known.
             state = channel.get_state(try_to_connect=True)
@@ -110,7 +117,9 @@ class DependencyHealth:
                 await self._publish(health_servicer)
             if state == grpc.ChannelConnectivity.SHUTDOWN:
                 return
-            await channel.wait_for_state_change(state)
+            # Woken at least every _CHANNEL_RECHECK_S to follow a channel replaced meanwhile.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(channel.wait_for_state_change(state), _CHANNEL_RECHECK_S)
 
     async def _publish(self, health_servicer: health.aio.HealthServicer) -> None:
         """Set every dependency's name, then the overall one from the required ones.

@@ -8,7 +8,9 @@ for a configuration at every TLS handshake, and it answers with a new one only w
 files changed (cert-manager rotated them), so new connections get the new certificate while
 connections already open keep theirs until they end (``max_connection_age_s``).
 
-Channel credentials, on the other hand, are read once, when a channel is made.
+Channel credentials, on the other hand, are read once, when a channel is made: a client
+that follows rotation makes a new channel when ``files_stamp`` of its files changes (the
+orchestrator's ``Upstream``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,18 @@ import grpc
 
 logger = logging.getLogger(__name__)
 
-_Stamp = tuple[tuple[int, int, int], ...]
+FilesStamp = tuple[tuple[int, int, int], ...]
+"""What changes when any of some files is replaced or rewritten (see ``files_stamp``)."""
+
+
+def files_stamp(paths: Sequence[str]) -> FilesStamp:
+    """Modification time, size and inode of each of ``paths``: a rotation changes it.
+
+    ``os.stat`` follows the ..data symlink a Secret volume swaps when it is updated.
+    Raises OSError when a file cannot be read (a rotation half done).
+    """
+    stats = [os.stat(path) for path in paths]
+    return tuple((stat.st_mtime_ns, stat.st_size, stat.st_ino) for stat in stats)
 
 
 @dataclass(frozen=True)
@@ -108,10 +121,8 @@ class ReloadingServerCertificates:
             require_client_authentication=self.files.require_client_cert,
         )
 
-    def _stat(self) -> _Stamp:
-        # os.stat follows the ..data symlink a Secret volume swaps when it is updated.
-        stats = [os.stat(path) for path in self.files.paths]
-        return tuple((stat.st_mtime_ns, stat.st_size, stat.st_ino) for stat in stats)
+    def _stat(self) -> FilesStamp:
+        return files_stamp(self.files.paths)
 
     def _read(self) -> tuple[bytes, ...]:
         return tuple(Path(path).read_bytes() for path in self.files.paths)

@@ -40,8 +40,14 @@ class SpeechClient:
     def __init__(self, tts: Upstream, prosody: Upstream) -> None:
         self.tts = tts
         self.prosody = prosody
-        self._tts = tts_pb2_grpc.TextToSpeechStub(tts.channel)
-        self._prosody = prosody_pb2_grpc.ProsodyStub(prosody.channel)
+
+    @property
+    def _tts(self) -> tts_pb2_grpc.TextToSpeechAsyncStub:
+        return self.tts.stub(tts_pb2_grpc.TextToSpeechStub)
+
+    @property
+    def _prosody(self) -> prosody_pb2_grpc.ProsodyAsyncStub:
+        return self.prosody.stub(prosody_pb2_grpc.ProsodyStub)
 
     async def stream(
         self,

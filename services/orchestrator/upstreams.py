@@ -3,11 +3,13 @@ only calls that have not started, with errors that name the service."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import grpc
 from grpc import aio
@@ -22,11 +24,17 @@ from services.common.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from services.common.tls import channel_credentials
+from services.common.tls import FilesStamp, channel_credentials, files_stamp
 from services.orchestrator.call_scope import call_scope_interceptors
 from services.orchestrator.settings import OrchestratorSettings
 
 logger = logging.getLogger(__name__)
+
+StubT = TypeVar("StubT")
+
+# Calls still running on a channel retired by a TLS rotation get this long to end (the
+# longest RPCs, a batch of segments, run for minutes) before they are cancelled.
+_RETIRED_CHANNEL_GRACE_S = 300.0
 
 # gRPC's own retries: a call is retried only while no response has arrived, which is the
 # rule for streams (a retried stream would replay audio the caller already has).
@@ -75,7 +83,7 @@ class UpstreamTls:
     """TLS to the inner services: the CA their certificates are checked against, the
     client certificate and key the orchestrator presents (mutual TLS), and the name their
     certificates are checked for when not the host in the address. Files are PEM, read
-    when a channel is made (a rotated client certificate is used by channels made after)."""
+    when a channel is made; ``Upstream`` makes a new channel when they change."""
 
     ca_file: str
     cert_file: str = ""
@@ -102,10 +110,26 @@ class UpstreamTls:
         """Channel options: the name to check certificates for, when one is set."""
         return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
 
+    def stamp(self) -> FilesStamp | None:
+        """The files' stamp (see ``files_stamp``), or None while one cannot be read."""
+        paths = [path for path in (self.ca_file, self.cert_file, self.key_file) if path]
+        try:
+            return files_stamp(paths)
+        except OSError:
+            return None
+
 
 class Upstream:
-    """One inner service: its name for errors, and the one channel every call shares
-    (each call owned by the CallScope of the RPC it is made for); over TLS with ``tls``."""
+    """One inner service: its name for errors, and the channel every call shares (each
+    call owned by the CallScope of the RPC it is made for); over TLS with ``tls``.
+
+    With TLS, the files are looked at again (a ``stat`` each) when a call asks for the
+    channel at least ``tls_check_interval_s`` after the last look; once they changed
+    (cert-manager rotated the client certificate or the CA), calls get a new channel made
+    from the new files, and the old one is closed once the calls on it end (at most
+    ``_RETIRED_CHANNEL_GRACE_S`` later). A channel's credentials cannot be changed, and its
+    reconnections would present the old certificate until it expires.
+    """
 
     def __init__(
         self,
@@ -114,30 +138,78 @@ class Upstream:
         service: str,
         tracer_provider: TracerProvider,
         tls: UpstreamTls | None = None,
+        tls_check_interval_s: float = 1.0,
     ) -> None:
         self.name = name
-        target = channel_target(addresses)
-        options: list[tuple[str, Any]] = [
+        self._target = channel_target(addresses)
+        self._options: list[tuple[str, Any]] = [
             ("grpc.service_config", service_config(service)),
             ("grpc.enable_retries", 1),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_BACKOFF_MS),
             ("grpc.client_idle_timeout_ms", _NO_IDLE_TIMEOUT_MS),
         ]
-        interceptors = [
+        self._interceptors = [
             *aio_client_interceptors(tracer_provider=tracer_provider),
             *forward_caller_interceptors(),
             *call_scope_interceptors(),
         ]
-        if tls is None:
-            self.channel = aio.insecure_channel(target, options=options, interceptors=interceptors)
-        else:
-            self.channel = aio.secure_channel(
-                target,
-                tls.credentials(),
-                options=options + tls.options(),
-                interceptors=interceptors,
+        self._tls = tls
+        self._tls_check_interval_s = tls_check_interval_s
+        self._tls_stamp = tls.stamp() if tls is not None else None
+        self._tls_checked = time.monotonic()
+        self._channel = self._new_channel()
+        self._stubs: dict[Callable[[aio.Channel], Any], tuple[aio.Channel, Any]] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+        self.channels_made = 1
+        """How many channels this upstream has made (one more at each TLS rotation)."""
+
+    def channel(self) -> aio.Channel:
+        """The channel new calls are made on (a new one once the TLS files changed)."""
+        if self._tls is not None and (
+            time.monotonic() - self._tls_checked >= self._tls_check_interval_s
+        ):
+            self._follow_tls_rotation(self._tls)
+        return self._channel
+
+    def stub(self, stub_type: Callable[[aio.Channel], StubT]) -> StubT:
+        """A ``stub_type`` stub on the current channel (one per channel, made once)."""
+        channel = self.channel()
+        stub = self._stubs.get(stub_type)
+        if stub is None or stub[0] is not channel:
+            stub = self._stubs[stub_type] = (channel, stub_type(channel))
+        return cast(StubT, stub[1])
+
+    def _new_channel(self) -> aio.Channel:
+        if self._tls is None:
+            return aio.insecure_channel(
+                self._target, options=self._options, interceptors=self._interceptors
             )
+        return aio.secure_channel(
+            self._target,
+            self._tls.credentials(),
+            options=self._options + self._tls.options(),
+            interceptors=self._interceptors,
+        )
+
+    def _follow_tls_rotation(self, tls: UpstreamTls) -> None:
+        self._tls_checked = time.monotonic()
+        stamp = tls.stamp()
+        # None: a file missing for a moment, half way through a rotation; look again later.
+        if stamp is None or stamp == self._tls_stamp:
+            return
+        try:
+            channel = self._new_channel()
+        except (OSError, ValueError, grpc.RpcError) as error:
+            logger.warning("%s: TLS files changed but cannot be used yet: %s", self.name, error)
+            return
+        self._tls_stamp = stamp
+        retired, self._channel = self._channel, channel
+        self.channels_made += 1
+        logger.info("%s: TLS files changed: new calls use a channel made from them", self.name)
+        task = asyncio.get_running_loop().create_task(retired.close(_RETIRED_CHANNEL_GRACE_S))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def error(
         self, error: grpc.aio.AioRpcError, fields: Mapping[str, str] | None = None
@@ -167,5 +239,6 @@ class Upstream:
         return Unavailable(f"{self.name} unavailable: {code.name}")
 
     async def close(self) -> None:
-        """Close the channel."""
-        await self.channel.close()
+        """Close the channel, and any channel retired by a rotation still closing."""
+        await self._channel.close()
+        await asyncio.gather(*self._retiring)

@@ -27,7 +27,10 @@ class VisionClient:
 
     def __init__(self, vision: Upstream) -> None:
         self.vision = vision
-        self._vision = vision_pb2_grpc.VisionStub(vision.channel)
+
+    @property
+    def _vision(self) -> vision_pb2_grpc.VisionAsyncStub:
+        return self.vision.stub(vision_pb2_grpc.VisionStub)
 
     async def portrait(self, photo: bytes, remaining_s: float | None) -> Portrait:
         """The cut-out of ``photo``'s main person; InvalidArgument naming ``photo`` when it

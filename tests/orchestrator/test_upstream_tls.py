@@ -3,6 +3,7 @@ requires client certificates signed by the internal CA, and the orchestrator ove
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from services.tts.server import TtsService
 from services.tts.settings import TtsSettings
 from tests.orchestrator.real_suite import Server, loopback
 from tests.support.certificates import CertAuthority, install
+from tests.support.waiting import poll
 
 
 @pytest.fixture
@@ -117,3 +119,41 @@ async def test_an_orchestrator_without_the_client_certificate_is_refused(
             await speak(stub)
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "tts unavailable" in (raised.value.details() or "")
+
+
+async def test_a_rotated_client_certificate_is_used_without_a_restart(
+    tmp_path: Path, pki: Callable[[str], Path]
+) -> None:
+    # The orchestrator starts with a client certificate from a CA tts does not trust, as
+    # after an expiry; cert-manager then writes one from the right CA into the same files.
+    tts_tls = pki("tts")
+    stranger = CertAuthority.create(tmp_path / "stranger")
+    client = tmp_path / "orchestrator-client"
+    install(stranger.issue("orchestrator", "client"), stranger, client)
+    (client / "ca.crt").write_bytes((tts_tls / "ca.crt").read_bytes())
+    async with orchestrator_over_mtls_tts(
+        tts_tls,
+        upstream_ca_file=str(client / "ca.crt"),
+        upstream_cert_file=str(client / "tls.crt"),
+        upstream_key_file=str(client / "tls.key"),
+    ) as stub:
+        with pytest.raises(aio.AioRpcError) as raised:
+            await speak(stub)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+        rotated = pki("orchestrator")
+        for name in ("tls.crt", "tls.key"):
+            staged = client / f".{name}.new"
+            staged.write_bytes((rotated / name).read_bytes())
+            os.replace(staged, client / name)
+
+        # The files are looked at again at most once a second: the first calls after the
+        # rotation may still go out on the old channel.
+        async def speak_or_refused() -> list[Any]:
+            try:
+                return await speak(stub)
+            except aio.AioRpcError:
+                return []
+
+        responses = await poll(speak_or_refused, bool)
+    assert any(response.audio for response in responses)
