@@ -42,12 +42,15 @@ class ServiceProcess:
         log_path: Path | None = None,
         root: Path = REPO_ROOT,
         health_names: Sequence[str] = ("",),
+        health_credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         """``root``: the checkout whose ``services`` package runs (another commit's
-        worktree, for a benchmark's baseline)."""
+        worktree, for a benchmark's baseline); ``health_credentials``: what its health is
+        checked over when it serves TLS (None: plaintext)."""
         self.module = module
         self._root = root
         self._health_names = tuple(health_names)
+        self._health_credentials = health_credentials
         self.port = port if port is not None else free_port()
         self._env = {
             **os.environ,
@@ -94,7 +97,12 @@ class ServiceProcess:
         and for the orchestrator each service it calls); raise if the process dies or time
         runs out."""
         deadline = time.monotonic() + timeout_s
-        async with grpc.aio.insecure_channel(self.address) as channel:
+        channel = (
+            grpc.aio.insecure_channel(self.address)
+            if self._health_credentials is None
+            else grpc.aio.secure_channel(self.address, self._health_credentials)
+        )
+        async with channel:
             health = health_pb2_grpc.HealthStub(channel)
             while True:
                 if self._process is not None and self._process.poll() is not None:

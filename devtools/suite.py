@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+import grpc
+
 from devtools.launcher import REPO_ROOT, ServiceProcess
 from devtools.local_redis import RedisServer
 from devtools.supervisor import Supervisor
@@ -72,11 +74,15 @@ def suite_processes(
     extra_env: Mapping[str, str],
     metrics_ports: Mapping[str, int] | None = None,
     root: Path = REPO_ROOT,
+    service_env: Mapping[str, Mapping[str, str]] | None = None,
+    health_credentials: Mapping[str, grpc.ChannelCredentials] | None = None,
 ) -> dict[str, ServiceProcess]:
     """The suite's services on ``ports``, wired to each other and to ``redis_url``.
 
     Each serves Prometheus metrics on its port in ``metrics_ports``; without them, none
-    does, so a suite on free ports (tests, benchmarks) never collides with another.
+    does, so a suite on free ports (tests, benchmarks) never collides with another. A
+    service also gets its ``service_env`` (its TLS files, say) and has its health checked
+    over its ``health_credentials`` (plaintext without).
     """
     env = {
         "CHORUS_REDIS_URL": redis_url,
@@ -89,10 +95,15 @@ def suite_processes(
         name: ServiceProcess(
             service.module,
             port=ports[name],
-            env={**env, "CHORUS_METRICS_PORT": str((metrics_ports or {}).get(name, 0))},
+            env={
+                **env,
+                "CHORUS_METRICS_PORT": str((metrics_ports or {}).get(name, 0)),
+                **(service_env or {}).get(name, {}),
+            },
             log_path=log_dir / f"{name}.log",
             root=root,
             health_names=service.health_names,
+            health_credentials=(health_credentials or {}).get(name),
         )
         for name, service in SERVICES.items()
     }
