@@ -7,8 +7,10 @@ every call carries what is left of the caller's deadline (``remaining_s``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 from chorus.audio.v1 import audio_pb2
@@ -21,6 +23,7 @@ from services.common.pcm import SampleFormat
 from services.orchestrator.upstreams import Upstream
 
 SAMPLE_RATE = 22050
+RequestT = TypeVar("RequestT")
 ENCODING = audio_pb2.AUDIO_ENCODING_PCM_S16LE
 
 
@@ -156,11 +159,12 @@ class SpeechClient:
             grpc.aio.StreamStreamCall[tts_pb2.SynthesizeStreamRequest, tts_pb2.SynthesizeResponse]
             | None
         ) = None
+        finished = asyncio.Event()
 
         async def forwarded() -> AsyncGenerator[tts_pb2.SynthesizeStreamRequest, None]:
             nonlocal failure
             try:
-                async for request in requests:
+                async for request in _until(requests, finished):
                     yield request
             except asyncio.CancelledError:
                 raise
@@ -179,8 +183,36 @@ class SpeechClient:
             if isinstance(error, grpc.aio.AioRpcError):
                 raise self.tts.error(error) from None
             raise
+        finally:
+            # tts may end first (an error, a deadline) while gRPC's request consumer still
+            # waits on the caller's stream: stop that wait, or the consumer, and the
+            # caller's stream with it, would stay suspended for good.
+            finished.set()
         if failure is not None:
             raise failure
+
+
+async def _until(
+    items: AsyncIterator[RequestT], finished: asyncio.Event
+) -> AsyncGenerator[RequestT, None]:
+    """``items`` until they end or ``finished`` is set, whichever comes first; a wait for
+    the next item that ``finished`` cuts short is cancelled (the iterator sees it)."""
+    stop = asyncio.ensure_future(finished.wait())
+    try:
+        while True:
+            item = asyncio.ensure_future(anext(items))
+            await asyncio.wait((item, stop), return_when=asyncio.FIRST_COMPLETED)
+            if not item.done():
+                item.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await item
+                return
+            try:
+                yield item.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stop.cancel()
 
 
 def _synthesize_request(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 
 import grpc
@@ -11,6 +12,10 @@ from chorus.orchestrator.v1 import orchestrator_pb2 as pb
 from chorus.tts.v1 import tts_pb2
 from grpc import aio
 
+from services.common.errors import InvalidArgument
+from services.common.telemetry import configure_telemetry
+from services.orchestrator.speech import SpeechClient
+from services.orchestrator.upstreams import Upstream
 from tests.orchestrator.real_suite import Suite, real_suite
 from tests.support.waiting import WAIT_S, wait_until
 
@@ -133,3 +138,31 @@ async def test_a_message_that_does_not_parse_ends_the_stream_naming_it(suite: Su
 async def read_to_end_bytes(call: AsyncIterable[bytes]) -> None:
     async for _ in call:
         pass
+
+
+async def test_the_callers_stream_is_let_go_when_tts_ends_first(suite: Suite) -> None:
+    # tts refuses a second config and ends its stream while the caller, still connected,
+    # writes nothing more: the wait on the caller's stream must end with tts's call.
+    telemetry = configure_telemetry("test", environ={})
+    tts = Upstream(
+        "tts", suite.tts.address, "chorus.tts.v1.TextToSpeech", telemetry.tracer_provider
+    )
+    let_go = asyncio.Event()
+
+    async def caller() -> AsyncIterator[tts_pb2.SynthesizeStreamRequest]:
+        config = tts_pb2.SynthesizeStreamRequest(config=tts_pb2.SynthesisConfig())
+        try:
+            yield config
+            yield config
+            await asyncio.Event().wait()  # a caller that says nothing more
+        finally:
+            let_go.set()
+
+    try:
+        with pytest.raises(InvalidArgument):
+            async for _ in SpeechClient(tts, tts).synthesize_stream(caller(), WAIT_S):
+                pass
+        await wait_until(let_go.is_set, "the caller's stream let go")
+    finally:
+        await tts.close()
+        telemetry.shutdown()
