@@ -97,3 +97,38 @@ class TtsSettings(ServerSettings):
             "help": "coqui engine: model copies running in parallel (set engine_workers to match)"
         },
     )
+    coqui_max_batch: int = dataclasses.field(
+        default=1,
+        metadata={
+            "help": "coqui engine, VITS: most sentences of concurrent requests spoken in one "
+            "forward pass (1: none; give engine_workers at least this per instance)"
+        },
+    )
+    coqui_batch_window_ms: float = dataclasses.field(
+        default=5.0,
+        metadata={
+            "help": "coqui engine, VITS: how long the first sentence of a batch waits for "
+            "others to join it"
+        },
+    )
+    coqui_compile: str = dataclasses.field(
+        default="auto",
+        metadata={
+            "help": "coqui engine, VITS: auto (cuda-graphs on CUDA, off on the CPU), off, "
+            "cuda-graphs, reduce-overhead (torch.compile) or trace (checks, no speed-up)"
+        },
+    )
+    coqui_token_buckets: str = dataclasses.field(
+        default="64,128,256,512",
+        metadata={
+            "help": "coqui engine, VITS: token counts a compiled pass pads a sentence to "
+            "(longer ones run eagerly)"
+        },
+    )
+    coqui_frame_buckets: str = dataclasses.field(
+        default="256,512,1024,2048",
+        metadata={
+            "help": "coqui engine, VITS: frame counts (about 86 a second) a compiled pass "
+            "pads the audio to (longer ones run eagerly)"
+        },
+    )

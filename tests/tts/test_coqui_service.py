@@ -114,6 +114,35 @@ async def test_resampled_output_in_fixed_size_chunks(tts: TtsServer, direct: Coq
     assert np.abs(received[:common] - expected[:common]).max() < 1e-3
 
 
+async def test_concurrent_requests_share_passes_and_each_gets_its_own_audio(
+    start_tts: StartTts, tiny_vits_dir: Path, direct: CoquiEngine
+) -> None:
+    batch_sizes: list[int] = []
+    engine = CoquiEngine(
+        str(tiny_vits_dir),
+        max_batch=2,
+        # No test waits this out: a pass starts when both requests' sentences are in.
+        batch_window_ms=3_600_000.0,
+        on_batch=lambda requests: batch_sizes.append(len(requests)),
+    )
+    tts = await start_tts(engine=engine, engine_workers=4)
+    texts = [SHORT, "Good morning. See you soon, my friend."]
+    results = await asyncio.gather(
+        *(
+            synthesize(tts.stub, text=text, encoding=audio_pb2.AUDIO_ENCODING_PCM_F32LE)
+            for text in texts
+        )
+    )
+    # Sentence by sentence, the two requests went through the model together.
+    assert batch_sizes == [2, 2]
+    for text, result in zip(texts, results, strict=True):
+        received = decode(result.audio, SampleFormat.F32LE)
+        expected = direct.speak_whole(text)
+        assert received.size == expected.size
+        # Float rounding of the batched products only (see tests/tts/engines/test_vits_batching.py).
+        assert np.abs(received - expected).max() < 1e-5
+
+
 async def test_speaking_rate_reaches_the_model(tts: TtsServer, direct: CoquiEngine) -> None:
     slow = await synthesize(tts.stub, text=SHORT, speaking_rate=0.5)
     assert slow.audio == encode(direct.speak_whole(SHORT, speaking_rate=0.5), SampleFormat.S16LE)

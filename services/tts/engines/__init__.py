@@ -33,12 +33,5 @@ def create_engine(settings: TtsSettings) -> SpeechEngine:
         # Imported here: the other engines must not pay for (or need) torch.
         from services.tts.engines.coqui import CoquiEngine
 
-        return CoquiEngine(
-            settings.coqui_model,
-            models_dir=settings.coqui_models_dir,
-            allow_download=settings.coqui_allow_download,
-            device=settings.device,
-            half_precision=settings.half_precision,
-            instances=settings.coqui_instances,
-        )
+        return CoquiEngine.from_settings(settings)
     raise ValueError(f"unknown TTS engine {settings.engine!r}; known: {', '.join(ENGINES)}")

@@ -17,6 +17,17 @@ sentence is still being made; VITS makes a sentence at once and calls the sink o
 sentence. Either way, each sentence ends with the pause Coqui's own Synthesizer puts
 between sentences.
 
+Batching and graphs (VITS): with ``max_batch`` above 1, sentences from concurrent calls
+that arrive within ``batch_window_ms`` of each other are spoken in one forward pass
+(services.tts.engines.vits_batcher), each caller getting its own audio when the pass
+ends; ``compile_mode`` runs that pass as CUDA graphs or compiled code over padded bucket
+shapes (services.tts.engines.vits_graphs), captured in the warm-up. Either way the
+sentence goes through services.tts.engines.vits_inference, which gives each item of a
+batch the audio it would have alone. With neither, Coqui's own ``synthesize`` runs.
+The engine's callers must be able to call it concurrently for batches to form: give the
+server at least ``max_batch`` engine threads per copy (twice that lets the next batch
+gather while one runs). XTTS runs one sentence per copy at a time, as before.
+
 Word timings: VITS returns the durations its length regulator used (frames per input
 token), so each token's first sample is exact; tokens (characters or phonemes, as the
 model reads them) are mapped back to the words they say by aligning them with each
@@ -28,7 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -50,8 +61,18 @@ from services.tts.engines.base import (
 )
 from services.tts.engines.coqui_models import locate_model
 from services.tts.engines.model_copies import ModelCopies
+from services.tts.engines.vits_batcher import VitsBatcher
+from services.tts.engines.vits_graphs import (
+    COMPILE_MODES,
+    Buckets,
+    make_stages,
+    parse_sizes,
+    resolve_compile_mode,
+)
+from services.tts.engines.vits_runner import VitsRequest, VitsRunner, VitsSpeech, vits_request
 from services.tts.engines.words import align_words, timed_words, word_symbol_ranges
 from services.tts.engines.xtts_compat import bridge_xtts_cache_argument
+from services.tts.settings import TtsSettings
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +121,12 @@ class CoquiEngine(SpeechEngine):
         device: str = "auto",
         half_precision: bool = True,
         instances: int = 1,
+        max_batch: int = 1,
+        batch_window_ms: float = 5.0,
+        compile_mode: str = "auto",
+        token_buckets: str = "64,128,256,512",
+        frame_buckets: str = "256,512,1024,2048",
+        on_batch: Callable[[Sequence[VitsRequest]], None] | None = None,
     ) -> None:
         """Remember what to load; nothing is read before ``load()``.
 
@@ -109,10 +136,24 @@ class CoquiEngine(SpeechEngine):
         ``cpu``, ``cuda`` or ``cuda:N``; ``half_precision`` runs inference in float16 under
         autocast on CUDA (ignored on the CPU). ``instances`` copies of the model run in
         parallel.
+
+        VITS only: ``max_batch`` sentences at most share a forward pass, gathered over
+        ``batch_window_ms`` (1: no batching); ``compile_mode`` is one of COMPILE_MODES (see
+        services.tts.engines.vits_graphs), and ``token_buckets`` and ``frame_buckets``
+        (comma-separated sizes) the lengths a compiled or captured pass pads to.
+        ``on_batch`` sees every batch before it runs (for metrics and tests).
         """
         check_device_setting(device)
         if instances < 1:
             raise ValueError(f"instances must be at least 1, not {instances}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        if batch_window_ms < 0:
+            raise ValueError(f"batch_window_ms must not be negative, not {batch_window_ms}")
+        if compile_mode not in COMPILE_MODES:
+            raise ValueError(
+                f"compile mode must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}"
+            )
         self.default_voice = DEFAULT_VOICE
         self._model = model
         self._models_dir = models_dir
@@ -120,6 +161,17 @@ class CoquiEngine(SpeechEngine):
         self._device_setting = device
         self._half_precision = half_precision
         self._instance_count = instances
+        self._max_batch = max_batch
+        self._batch_window_s = batch_window_ms / 1000
+        self._compile_setting = compile_mode
+        self._buckets = Buckets(
+            batch=Buckets.batch_sizes(max_batch),
+            tokens=parse_sizes(token_buckets, "token_buckets"),
+            frames=parse_sizes(frame_buckets, "frame_buckets"),
+        )
+        self._on_batch = on_batch
+        self._compile_mode = "off"
+        self._batcher: VitsBatcher | None = None
         self._device = ""
         self._architecture = ""
         self._version = ""
@@ -127,6 +179,23 @@ class CoquiEngine(SpeechEngine):
         self._copies: ModelCopies[Any] | None = None
         self._voices: tuple[VoiceInfo, ...] = ()
         self._by_name: dict[str, _Voice] = {}
+
+    @classmethod
+    def from_settings(cls, settings: TtsSettings) -> CoquiEngine:
+        """The engine the ``coqui_*`` settings (and ``device``, ``half_precision``) ask for."""
+        return cls(
+            settings.coqui_model,
+            models_dir=settings.coqui_models_dir,
+            allow_download=settings.coqui_allow_download,
+            device=settings.device,
+            half_precision=settings.half_precision,
+            instances=settings.coqui_instances,
+            max_batch=settings.coqui_max_batch,
+            batch_window_ms=settings.coqui_batch_window_ms,
+            compile_mode=settings.coqui_compile,
+            token_buckets=settings.coqui_token_buckets,
+            frame_buckets=settings.coqui_frame_buckets,
+        )
 
     @property
     def model_version(self) -> str:
@@ -157,6 +226,24 @@ class CoquiEngine(SpeechEngine):
         self._check_loaded()
         return self._architecture
 
+    @property
+    def compile_mode(self) -> str:
+        """How VITS's forward pass runs (``off``, ``cuda-graphs``, ...; ``auto`` resolved),
+        once loaded; ``off`` for XTTS."""
+        self._check_loaded()
+        return self._compile_mode
+
+    @property
+    def batching(self) -> bool:
+        """Whether VITS sentences go through the batcher (batched or compiled), once loaded."""
+        self._check_loaded()
+        return self._batcher is not None
+
+    @property
+    def sentences_waiting(self) -> int:
+        """VITS sentences queued for a batch that has not started yet (0 without batching)."""
+        return 0 if self._batcher is None else self._batcher.waiting
+
     def load(self) -> None:
         """Find the model's files, load ``instances`` copies and move them to the device.
 
@@ -172,6 +259,7 @@ class CoquiEngine(SpeechEngine):
                 f"runs {' and '.join(ARCHITECTURES)} models"
             )
         device = torch_device(self._device_setting, torch_cuda_available())
+        compile_mode = resolve_compile_mode(self._compile_setting, device)
         if architecture == "xtts":
             # transformers 5.24 hands the KV cache to the model as `cache`, a name coqui's
             # XTTS GPT does not know yet (see services.tts.engines.xtts_compat).
@@ -201,14 +289,40 @@ class CoquiEngine(SpeechEngine):
             f"sha256:{files.fingerprint()[:16]}"
         )
         self._copies = ModelCopies(copies)
+        if architecture == "vits" and (self._max_batch > 1 or compile_mode != "off"):
+            self._compile_mode = compile_mode
+            self._batcher = self._vits_batcher(copies)
         logger.info(
-            "coqui %s model %s loaded on %s: %d instance(s), %d voice(s), %d Hz",
+            "coqui %s model %s loaded on %s: %d instance(s), %d voice(s), %d Hz, "
+            "batches of up to %d, compile %s",
             architecture,
             files.folder,
             device,
             len(copies),
             len(voices),
             sample_rate,
+            self._max_batch if self._batcher is not None else 1,
+            self._compile_mode,
+        )
+
+    def _vits_batcher(self, copies: Sequence[Any]) -> VitsBatcher:
+        """One runner per copy, its stages in the compile mode, behind one batcher."""
+        buckets = self._buckets
+        shapes = len(buckets.batch) * len(buckets.tokens) * (1 + len(buckets.frames))
+        runners = [
+            VitsRunner(
+                copy,
+                make_stages(self._compile_mode, copy, self._graph_precision, shapes),
+                buckets,
+                self._precision,
+            )
+            for copy in copies
+        ]
+        return VitsBatcher(
+            runners,
+            max_batch=self._max_batch,
+            window_s=self._batch_window_s,
+            on_batch=self._on_batch,
         )
 
     def warm_up(self) -> None:
@@ -218,14 +332,30 @@ class CoquiEngine(SpeechEngine):
         overflows in half precision does): better unready than serving noise.
         """
         voice = self._by_name[self.default_voice.casefold()]
-        if not self._loaded_copies.warm_up(
-            _WARM_UP_TEXT, lambda copy, text, sink: self._speak(copy, text, voice, 1.0, sink)
-        ):
+        if self._batcher is not None:
+            template = self._vits_request(_WARM_UP_TEXT, voice, 1.0)
+            try:
+                warmed = self._batcher.warm_up(template)
+            except Exception as error:
+                if self._compile_mode == "off":
+                    raise
+                raise RuntimeError(
+                    f"coqui VITS warm-up in compile mode {self._compile_mode} failed: {error} "
+                    "(CHORUS_COQUI_COMPILE=off runs it eagerly)"
+                ) from error
+        else:
+            warmed = self._loaded_copies.warm_up(
+                _WARM_UP_TEXT, lambda copy, text, sink: self._speak(copy, text, voice, 1.0, sink)
+            )
+        if not warmed:
             hint = " (try CHORUS_HALF_PRECISION=false)" if self._uses_half() else ""
             raise RuntimeError(f"coqui model made non-finite audio in warm-up{hint}")
 
     def close(self) -> None:
-        """Drop the model copies and give their GPU memory back."""
+        """Stop the batcher, drop the model copies and give their GPU memory back."""
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
         self._copies = None
         if self._device.startswith("cuda"):
             import torch
@@ -259,8 +389,18 @@ class CoquiEngine(SpeechEngine):
             raise EngineError(f"coqui engine has no voice {voice.name!r}")
         if not any(character.isalnum() for character in text):
             return
+        batcher = self._batcher
+        if batcher is not None:
+            speech = batcher.speak(self._vits_request(text, chosen, speaking_rate))
+            model = self._loaded_copies.all[0]
+            _deliver_vits(model, text, chosen, speech, sink, words)
+            return
         with self._loaded_copies.borrow() as copy:
             self._speak(copy, text, chosen, speaking_rate, sink, words)
+
+    def _vits_request(self, text: str, voice: _Voice, rate: float) -> VitsRequest:
+        # Any copy reads the text alike: they share one config and tokenizer.
+        return vits_request(self._loaded_copies.all[0], text, voice.speaker, voice.language, rate)
 
     def _speak(
         self,
@@ -291,6 +431,15 @@ class CoquiEngine(SpeechEngine):
 
         return torch.autocast(device_type="cuda", dtype=torch.float16)
 
+    def _graph_precision(self) -> AbstractContextManager[Any]:
+        """``_precision`` for a CUDA graph capture: autocast's cache of half-precision
+        weights must not outlive the capture."""
+        if not self._uses_half():
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(device_type="cuda", dtype=torch.float16, cache_enabled=False)
+
     @property
     def _loaded_copies(self) -> ModelCopies[Any]:
         self._check_loaded()
@@ -310,17 +459,35 @@ def _speak_vits(
     sink: ChunkSink,
     words: WordSink | None = None,
 ) -> None:
-    """One sentence at once: VITS has no intermediate audio to stream."""
+    """One sentence at once, through Coqui's own ``synthesize``: VITS has no intermediate
+    audio to stream."""
     # Set on every call: the copy is borrowed, and the last caller may have changed it.
     model.length_scale = model.args.length_scale / rate
     outputs = model.synthesize(text, speaker=voice.speaker, language=voice.language)
-    audio = np.asarray(outputs["wav"], dtype=np.float32)
+    speech = VitsSpeech(
+        audio=np.asarray(outputs["wav"], dtype=np.float32),
+        frames_per_token=outputs["outputs"]["durations"].float().cpu().numpy().reshape(-1),
+        tokens=tuple(int(token) for token in outputs["text_inputs"].reshape(-1).tolist()),
+    )
+    _deliver_vits(model, text, voice, speech, sink, words)
+
+
+def _deliver_vits(
+    model: Any,
+    text: str,
+    voice: _Voice,
+    speech: VitsSpeech,
+    sink: ChunkSink,
+    words: WordSink | None,
+) -> None:
+    """A VITS sentence's words, then its audio and the pause after it, to the sinks."""
+    audio = speech.audio
     made = audio.size
     if model.config.audio.get("do_trim_silence") and model.ap is not None:
         # As Coqui's Synthesizer does: cut silence longer than 0.8 s off the end.
         audio = audio[: model.ap.find_endpoint(audio)]
     if words is not None:
-        for word in _vits_words(model, text, voice, outputs, made):
+        for word in _vits_words(model, text, voice, speech, made):
             words(
                 TimedWord(
                     word.char_start,
@@ -333,13 +500,13 @@ def _speak_vits(
 
 
 def _vits_words(
-    model: Any, text: str, voice: _Voice, outputs: dict[str, Any], made: int
+    model: Any, text: str, voice: _Voice, speech: VitsSpeech, made: int
 ) -> list[TimedWord]:
     """The words of ``text`` placed by the durations VITS used (frames per input token)
     on its ``made`` samples."""
     tokenizer = model.tokenizer
-    tokens = [int(token) for token in outputs["text_inputs"].reshape(-1).tolist()]
-    frames = np.rint(outputs["outputs"]["durations"].float().cpu().numpy().reshape(-1))
+    tokens = list(speech.tokens)
+    frames = np.rint(speech.frames_per_token)
     frame_starts = np.concatenate(([0], np.cumsum(frames))).astype(np.int64)
     hop = made // max(1, int(frame_starts[-1]))
     spoken, token_of = _token_symbols(tokenizer, tokens)

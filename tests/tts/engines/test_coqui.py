@@ -375,3 +375,19 @@ def test_the_other_engines_do_not_import_torch(engine: str) -> None:
     )
     repo = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", script], cwd=repo, check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "refusal"),
+    [
+        ("CHORUS_COQUI_MAX_BATCH", "0", "max_batch"),
+        ("CHORUS_COQUI_COMPILE", "turbo", "compile mode"),
+        ("CHORUS_COQUI_TOKEN_BUCKETS", "many", "token_buckets"),
+    ],
+)
+def test_the_batching_and_compile_settings_reach_the_engine(
+    tiny_vits_dir: Path, variable: str, value: str, refusal: str
+) -> None:
+    environ = {"CHORUS_ENGINE": "coqui", "CHORUS_COQUI_MODEL": str(tiny_vits_dir), variable: value}
+    with pytest.raises(ValueError, match=refusal):
+        create_engine(load_settings(TtsSettings, [], environ=environ))
