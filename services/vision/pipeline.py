@@ -83,7 +83,7 @@ class VisionPipeline:
         detector: PersonDetector,
         matting: MattingModel,
         executor: Executor,
-        batcher: DetectionBatcher | None,
+        batcher: DetectionBatcher[Any] | None,
         tracer: trace.Tracer,
         max_pixels: int,
         working_side: int,

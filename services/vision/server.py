@@ -6,17 +6,20 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from chorus.vision.v1 import vision_pb2, vision_pb2_grpc
 from grpc import aio
+from opentelemetry import metrics
 
 from services.common.admission import AdmissionController
 from services.common.cache import ResultCache
 from services.common.devices import torch_cuda_available
 from services.common.server import run_service
 from services.common.telemetry import Telemetry
-from services.vision.batcher import DetectionBatcher
+from services.vision.batcher import BatchPolicy, DetectionBatcher
 from services.vision.engines import create_detector, create_matting
+from services.vision.engines.prepared import PreparingDetector
 from services.vision.pipeline import VisionPipeline
 from services.vision.servicer import VisionServicer
 from services.vision.settings import VisionSettings
@@ -35,7 +38,7 @@ class VisionService:
         self._executor = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="vision-model"
         )
-        self.batcher = self._batcher(settings)
+        self.batcher = self._batcher(settings, telemetry)
         self.cache = ResultCache.from_settings("vision", settings, telemetry)
         self.admission = AdmissionController.from_settings(settings, telemetry)
         pipeline = VisionPipeline(
@@ -75,20 +78,50 @@ class VisionService:
         for model in (self.detector, self.matting):
             model.close()
 
-    def _batcher(self, settings: VisionSettings) -> DetectionBatcher | None:
-        """A batcher when the detector batches and batching is on (auto: on the GPU)."""
+    def _batcher(
+        self, settings: VisionSettings, telemetry: Telemetry
+    ) -> DetectionBatcher[Any] | None:
+        """A batcher when the detector batches and batching is on (auto: on the GPU), with
+        the batch size and window of the device it runs on unless set explicitly."""
         detector = self.detector
         # auto: batch where the GPU is; asked-for CUDA that is absent fails loading anyway.
         on_gpu = settings.device != "cpu" and torch_cuda_available()
         wanted = settings.batching == "on" or (settings.batching == "auto" and on_gpu)
-        if not detector.batches or not wanted or settings.batch_max < 2:
+        limits = settings.batch_limits("cuda" if on_gpu else "cpu")
+        if not detector.batches or not wanted or limits.max_batch < 2:
             return None
+        policy = BatchPolicy(limits.max_batch, limits.window_ms / 1000, settings.batch_in_flight)
+        sizes = _batch_size_histogram(telemetry.meter, policy.max_batch)
+        logger.info(
+            "batching detections: at most %d images, window %g ms, %d batch(es) at once",
+            policy.max_batch, limits.window_ms, policy.max_in_flight,
+        )  # fmt: skip
+        if isinstance(detector, PreparingDetector):
+            preparing: PreparingDetector[Any] = detector
+            return DetectionBatcher(
+                preparing.detect_prepared,
+                self._executor,
+                policy,
+                prepare=preparing.prepare,
+                on_batch=sizes.record,
+            )
         return DetectionBatcher(
-            lambda images, threshold: detector.detect_batch(images, threshold, 0),
+            detector.detect_batch,
             self._executor,
-            settings.batch_max,
-            settings.batch_wait_ms / 1000,
+            policy,
+            on_batch=sizes.record,
         )
+
+
+def _batch_size_histogram(meter: metrics.Meter, max_batch: int) -> metrics.Histogram:
+    """``chorus.vision.batch_size``, with one bucket per size up to ``max_batch``: the
+    exact count of batches of each size."""
+    return meter.create_histogram(
+        "chorus.vision.batch_size",
+        unit="{image}",
+        description="images in each batched detection",
+        explicit_bucket_boundaries_advisory=[float(size) for size in range(1, max_batch)],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -55,9 +55,57 @@ class VisionSettings(ServerSettings):
     batching: str = dataclasses.field(
         default="auto", metadata={"help": "batch detections: auto (on GPU), on, off"}
     )
-    batch_max: int = dataclasses.field(
-        default=8, metadata={"help": "most images in one batched detection"}
+    batch_max: int | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "most images in one batched detection; unset: the device's (BATCH_DEFAULTS)"
+        },
     )
-    batch_wait_ms: float = dataclasses.field(
-        default=2.0, metadata={"help": "how long a batch waits for company"}
+    batch_wait_ms: float | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "longest a request waits for company while the detector is idle (the "
+            "batch window, from the first request); unset: the device's (BATCH_DEFAULTS)"
+        },
     )
+    batch_in_flight: int = dataclasses.field(
+        default=1,
+        metadata={
+            "help": "batches the detector runs at once; requests arriving meanwhile gather "
+            "into the next batch (one GPU: 1)"
+        },
+    )
+
+    def batch_limits(self, device: str) -> BatchDefaults:
+        """The batch size and window for ``device`` (``cpu`` or ``cuda``): the device's
+        defaults from BATCH_DEFAULTS, with whatever was set explicitly on top."""
+        defaults = BATCH_DEFAULTS[device]
+        return BatchDefaults(
+            max_batch=defaults.max_batch if self.batch_max is None else self.batch_max,
+            window_ms=defaults.window_ms if self.batch_wait_ms is None else self.batch_wait_ms,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchDefaults:
+    """How large a detection batch may grow, and how long its first request waits."""
+
+    max_batch: int
+    window_ms: float
+
+
+BATCH_DEFAULTS = {
+    # bench/vision_batch_curve.py on this CPU (results/vision_batch_curve_cpu_20261130.json),
+    # YOLO11n at 640: 158 ms at batch 1, 520 at 4, 1214 at 8, 4878 at 32: a batch of n
+    # costs n images (130-158 ms each), so nothing waits for company (window 0) and
+    # batches stay at 4, holding no request long behind the others. Batching is off on
+    # the CPU unless CHORUS_BATCHING=on.
+    "cpu": BatchDefaults(max_batch=4, window_ms=0.0),
+    # YOLO11x on an H200 (shared/gpu-kit, fp16): 22-31 ms at batch 1, 24 at 8, 49 at 32.
+    # Up to 8 costs the same as one and 32 costs two: 32 halves the cost per image again.
+    # A 5 ms window (a fifth of one image's cost) lets a burst of requests share a call
+    # and adds at most that to a lone request; under load batches fill while the
+    # previous one runs, with no window at all.
+    "cuda": BatchDefaults(max_batch=32, window_ms=5.0),
+}
+"""Batch size and window per device, from the measured cost of a batch."""

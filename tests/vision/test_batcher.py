@@ -1,78 +1,414 @@
+"""The detection batcher's policy and mechanics, by structure: which requests went to the
+model together, never how long anything took.
+
+The model here is a batch function that answers each image with detections scored from
+its pixel value, and can hold each call in its thread until the test lets it go, so a test
+knows that a batch is running while more requests arrive. Time, where the window matters,
+is a fake clock the test moves by hand.
+"""
+
+from __future__ import annotations
+
 import asyncio
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
-from services.vision.batcher import DetectionBatcher
+from services.vision.batcher import BatchPolicy, DetectionBatcher
 from services.vision.engines.base import Box, Detection, Image
-from tests.support.waiting import WAIT_S
+from tests.support.waiting import WAIT_S, wait_until
 
-
-class Recording:
-    """A batch function that reports each image's mean value as one detection's score."""
-
-    def __init__(self) -> None:
-        self.calls: list[int] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, images: list[Image], threshold: float) -> list[list[Detection]]:
-        with self.lock:
-            self.calls.append(len(images))
-        return [
-            [
-                Detection(Box(0, 0, 1, 1), float(image.mean()) / 255),
-                Detection(Box(0, 0, 2, 2), float(image.mean()) / 510),
-            ]
-            for image in images
-        ]
+POISON = 13
+"""An image of this value makes the model call fail (Model) or its preparation (prepare)."""
 
 
 def image(value: int) -> Image:
     return np.full((4, 4, 3), value, np.uint8)
 
 
-async def test_requests_arriving_together_share_one_call() -> None:
-    detect = Recording()
-    batcher = DetectionBatcher(detect, ThreadPoolExecutor(2), max_batch=8, max_wait_s=0.02)
-    results = await asyncio.gather(*(batcher.detect(image(100 + i), 0.0, 0) for i in range(5)))
-    assert detect.calls == [5]
-    # Each request gets its own image's results, in order.
-    assert [round(r[0].score * 255) for r in results] == [100, 101, 102, 103, 104]
+def value_of(image: Image) -> int:
+    return int(image[0, 0, 0])
+
+
+class Model:
+    """A batch function: each image gets two detections, scored its value / 255 and half
+    that; records each call's images; can hold every call until ``release``."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+        self.started = 0
+        self._lock = threading.Lock()
+        self._go = threading.Event()
+        self._go.set()
+        self.asked: list[tuple[float, int]] = []
+        """Each call's score threshold and limit."""
+
+    def __call__(
+        self, images: list[Image], threshold: float, max_detections: int
+    ) -> list[list[Detection]]:
+        values = [value_of(image) for image in images]
+        with self._lock:
+            self.calls.append(values)
+            self.asked.append((threshold, max_detections))
+            self.started += 1
+        if not self._go.wait(WAIT_S):
+            raise TimeoutError("the test never released the model")
+        if POISON in values:
+            raise RuntimeError("model exploded")
+        found = [
+            [Detection(Box(0, 0, 1, 1), v / 255), Detection(Box(0, 0, 2, 2), v / 510)]
+            for v in values
+        ]
+        return [f[:max_detections] if max_detections else f for f in found]
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Calls started inside the block wait in their thread until it ends."""
+        self._go.clear()
+        try:
+            yield
+        finally:
+            self._go.set()
+
+
+@dataclass
+class FakeClock:
+    """Time that moves only when the test says; timers fire as it passes them."""
+
+    now: float = 100.0
+    timers: list[tuple[float, Callable[[], object], list[bool]]] = field(default_factory=list)
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> _Handle:
+        cancelled = [False]
+        self.timers.append((when, callback, cancelled))
+        return _Handle(cancelled)
+
+    @property
+    def armed(self) -> list[float]:
+        """When the timers not cancelled nor fired are set for."""
+        return [when for when, _, cancelled in self.timers if not cancelled[0]]
+
+    def advance(self, to: float) -> None:
+        self.now = to
+        due = [timer for timer in self.timers if timer[0] <= to and not timer[2][0]]
+        for _when, callback, cancelled in sorted(due, key=lambda timer: timer[0]):
+            cancelled[0] = True
+            callback()
+
+
+@dataclass
+class _Handle:
+    cancelled: list[bool]
+
+    def cancel(self) -> None:
+        self.cancelled[0] = True
+
+
+def batcher(
+    model: Model,
+    max_batch: int = 8,
+    window_s: float = 0.0,
+    in_flight: int = 1,
+    clock: FakeClock | None = None,
+    prepare: Callable[[Image], Image] | None = None,
+) -> DetectionBatcher[Image]:
+    return DetectionBatcher(
+        model,
+        ThreadPoolExecutor(4),
+        BatchPolicy(max_batch, window_s, in_flight),
+        prepare=prepare,
+        clock=clock,
+    )
+
+
+def scores(found: list[Detection]) -> list[int]:
+    """Each detection's score back as the pixel value it came from (x255)."""
+    return [round(d.score * 255) for d in found]
+
+
+# The policy alone, at times the test picks.
+
+
+def test_a_lone_request_is_due_when_the_window_has_passed() -> None:
+    policy = BatchPolicy(max_batch=8, window_s=0.005)
+    due = policy.due(arrived=10.0, in_flight=0)
+    assert due == 10.005
+    assert policy.batch_now(now=10.004, waiting=1, earliest_due=due, in_flight=0) == 0
+    assert policy.batch_now(now=due, waiting=1, earliest_due=due, in_flight=0) == 1
+
+
+def test_a_full_batch_is_due_at_once_and_no_larger() -> None:
+    policy = BatchPolicy(max_batch=4, window_s=3600)
+    due = policy.due(arrived=0.0, in_flight=0)
+    assert policy.batch_now(now=0.0, waiting=3, earliest_due=due, in_flight=0) == 0
+    assert policy.batch_now(now=0.0, waiting=4, earliest_due=due, in_flight=0) == 4
+    assert policy.batch_now(now=0.0, waiting=9, earliest_due=due, in_flight=0) == 4
+
+
+def test_requests_arriving_to_a_busy_device_wait_for_it_not_for_the_window() -> None:
+    policy = BatchPolicy(max_batch=8, window_s=3600, max_in_flight=1)
+    due = policy.due(arrived=5.0, in_flight=1)
+    assert due == 5.0
+    # Nothing starts while the one slot is busy, however many wait ...
+    assert policy.batch_now(now=9.0, waiting=20, earliest_due=due, in_flight=1) == 0
+    # ... and the moment it frees, they go.
+    assert policy.batch_now(now=9.0, waiting=3, earliest_due=due, in_flight=0) == 3
+
+
+def test_more_batches_in_flight_when_allowed() -> None:
+    policy = BatchPolicy(max_batch=8, window_s=0.0, max_in_flight=2)
+    assert policy.due(arrived=1.0, in_flight=1) == 1.0
+    assert policy.batch_now(now=1.0, waiting=1, earliest_due=1.0, in_flight=1) == 1
+    assert policy.batch_now(now=1.0, waiting=1, earliest_due=1.0, in_flight=2) == 0
+
+
+@pytest.mark.parametrize(
+    ("max_batch", "window_s", "in_flight", "message"),
+    [
+        (0, 0.0, 1, "max_batch must be at least 1"),
+        (8, -1.0, 1, "window must be 0 or more"),
+        (8, float("nan"), 1, "window must be 0 or more"),
+        (8, 0.0, 0, "max_in_flight must be at least 1"),
+    ],
+)
+def test_policy_refuses_nonsense(
+    max_batch: int, window_s: float, in_flight: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        BatchPolicy(max_batch, window_s, in_flight)
+
+
+# The batcher, on an event loop.
+
+
+async def test_a_lone_request_waits_for_the_window_and_no_longer() -> None:
+    clock = FakeClock()
+    model = Model()
+    detector = batcher(model, window_s=0.005, clock=clock)
+    request = asyncio.create_task(detector.detect(image(7), 0.0, 0))
+    await wait_until(lambda: bool(clock.armed), "the window's timer")
+    # Held for exactly the window from its arrival, not a moment longer ...
+    assert clock.armed == [100.005]
+    assert detector.batch_sizes == []
+    clock.advance(100.005)
+    # ... and then it goes, alone.
+    assert scores(await asyncio.wait_for(request, WAIT_S)) == [7, 4]
+    assert detector.batch_sizes == [1]
+
+
+async def test_requests_within_the_window_share_one_call_in_order() -> None:
+    clock = FakeClock()
+    model = Model()
+    detector = batcher(model, window_s=0.005, clock=clock)
+    requests = [asyncio.create_task(detector.detect(image(100 + i), 0.0, 0)) for i in range(5)]
+    await wait_until(lambda: detector.waiting == 5, "five requests waiting")
+    clock.advance(100.004)
+    assert detector.batch_sizes == []
+    clock.advance(100.005)
+    results = await asyncio.wait_for(asyncio.gather(*requests), WAIT_S)
+    assert model.calls == [[100, 101, 102, 103, 104]]
+    # Each request gets its own image's results.
+    assert [r[0].score * 255 for r in results] == pytest.approx([100, 101, 102, 103, 104])
 
 
 async def test_a_full_batch_goes_at_once_and_the_rest_follows() -> None:
-    detect = Recording()
-    # A wait far longer than the test's bound: only full batches going at once, without
-    # that wait, can finish in time.
-    batcher = DetectionBatcher(detect, ThreadPoolExecutor(2), max_batch=3, max_wait_s=3600)
+    model = Model()
+    # A window far longer than the test's bound: only full batches, and batches of
+    # requests that waited for the busy model, can finish in time.
+    detector = batcher(model, max_batch=3, window_s=3600)
     await asyncio.wait_for(
-        asyncio.gather(*(batcher.detect(image(50), 0.0, 0) for i in range(6))), WAIT_S
+        asyncio.gather(*(detector.detect(image(50), 0.0, 0) for _ in range(6))), WAIT_S
     )
-    assert detect.calls == [3, 3]
+    assert detector.batch_sizes == [3, 3]
+
+
+async def test_batches_grow_while_the_model_is_busy() -> None:
+    model = Model()
+    detector = batcher(model, max_batch=4, window_s=0.0)
+    with model.holding():
+        first = asyncio.create_task(detector.detect(image(1), 0.0, 0))
+        # No window: a request to an idle model goes at once, alone.
+        await wait_until(lambda: model.started == 1, "the first batch running")
+        rest = [asyncio.create_task(detector.detect(image(2 + i), 0.0, 0)) for i in range(10)]
+        await wait_until(lambda: detector.waiting == 10, "ten requests gathered")
+        assert detector.batch_sizes == [1]
+    await asyncio.wait_for(asyncio.gather(first, *rest), WAIT_S)
+    # Those that came during the run went in full batches as the model freed, in order.
+    assert detector.batch_sizes == [1, 4, 4, 2]
+    assert model.calls == [[1], [2, 3, 4, 5], [6, 7, 8, 9], [10, 11]]
+
+
+async def test_a_request_arriving_during_a_run_goes_in_the_next_batch_as_it_ends() -> None:
+    model = Model()
+    detector = batcher(model, max_batch=2, window_s=3600)
+    with model.holding():
+        running = [asyncio.create_task(detector.detect(image(v), 0.0, 0)) for v in (1, 2)]
+        await wait_until(lambda: model.started == 1, "the full batch running")
+        late = asyncio.create_task(detector.detect(image(3), 0.0, 0))
+        await wait_until(lambda: detector.waiting == 1, "the late request waiting")
+    # It did not join the running batch, and did not wait an hour for company after it.
+    assert scores(await asyncio.wait_for(late, WAIT_S)) == [3, 2]
+    await asyncio.gather(*running)
+    assert model.calls == [[1, 2], [3]]
+
+
+async def test_two_batches_in_flight_when_the_setting_allows() -> None:
+    model = Model()
+    detector = batcher(model, max_batch=2, window_s=0.0, in_flight=2)
+    with model.holding():
+        first = asyncio.create_task(detector.detect(image(1), 0.0, 0))
+        await wait_until(lambda: model.started == 1, "the first batch running")
+        second = asyncio.create_task(detector.detect(image(2), 0.0, 0))
+        await wait_until(lambda: model.started == 2, "the second batch running")
+        third = asyncio.create_task(detector.detect(image(3), 0.0, 0))
+        await wait_until(lambda: detector.waiting == 1, "the third waiting for a slot")
+        assert detector.in_flight == 2
+    await asyncio.wait_for(asyncio.gather(first, second, third), WAIT_S)
+    assert detector.batch_sizes == [1, 1, 1]
 
 
 async def test_each_request_keeps_its_own_threshold_and_limit() -> None:
-    batcher = DetectionBatcher(Recording(), ThreadPoolExecutor(1), max_batch=4, max_wait_s=0.01)
-    strict, limited = await asyncio.gather(
-        batcher.detect(image(255), 0.9, 0), batcher.detect(image(255), 0.0, 1)
+    model = Model()
+    detector = batcher(model, max_batch=4, window_s=3600)
+    # (pixel value, threshold, limit): detections score value/255 and value/510.
+    asked = [(200, 0.0, 0), (200, 0.5, 0), (100, 0.3, 0), (250, 0.0, 1)]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(detector.detect(image(v), t, n) for v, t, n in asked)), WAIT_S
     )
-    assert [round(d.score, 2) for d in strict] == [1.0]
-    assert len(limited) == 1
+    assert detector.batch_sizes == [4]
+    # One call at the lowest threshold asked, for all detections (one request wants all) ...
+    assert model.asked == [(0.0, 0)]
+    # ... and each request keeps its own image's detections above its own threshold.
+    assert [scores(found) for found in results] == [[200, 100], [200], [100], [250]]
 
 
-async def test_a_failed_batch_fails_every_request_in_it() -> None:
-    def broken(images: list[Image], threshold: float) -> list[list[Detection]]:
-        raise RuntimeError("model exploded")
-
-    batcher = DetectionBatcher(broken, ThreadPoolExecutor(1), max_batch=4, max_wait_s=0.01)
-    results = await asyncio.gather(
-        batcher.detect(image(1), 0.0, 0), batcher.detect(image(2), 0.0, 0), return_exceptions=True
+async def test_a_batch_asks_the_model_for_its_largest_limit() -> None:
+    model = Model()
+    detector = batcher(model, max_batch=3, window_s=3600)
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(detector.detect(image(v), 0.3, n) for v, n in ((200, 1), (100, 2), (50, 1)))
+        ),
+        WAIT_S,
     )
-    assert all(isinstance(r, RuntimeError) for r in results)
+    # No request wants more than two, so the model finds no more than two in any image.
+    assert model.asked == [(0.3, 2)]
+    assert [scores(found) for found in results] == [[200], [100], []]
 
 
-def test_batch_size_at_least_one() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        DetectionBatcher(Recording(), ThreadPoolExecutor(1), max_batch=0, max_wait_s=0.01)
+async def test_a_failed_model_call_fails_its_batch_and_no_other() -> None:
+    model = Model()
+    detector = batcher(model, max_batch=2, window_s=0.0)
+    with model.holding():
+        before = asyncio.create_task(detector.detect(image(1), 0.0, 0))
+        await wait_until(lambda: model.started == 1, "the first batch running")
+        doomed = [asyncio.create_task(detector.detect(image(v), 0.0, 0)) for v in (POISON, 2)]
+        after = asyncio.create_task(detector.detect(image(3), 0.0, 0))
+        await wait_until(lambda: detector.waiting == 3, "three requests gathered")
+    results = await asyncio.wait_for(
+        asyncio.gather(before, *doomed, after, return_exceptions=True), WAIT_S
+    )
+    assert model.calls == [[1], [POISON, 2], [3]]
+    assert all(isinstance(r, RuntimeError) for r in results[1:3])
+    before_found, after_found = results[0], results[3]
+    assert isinstance(before_found, list)
+    assert isinstance(after_found, list)
+    assert scores(before_found) == [1, 0]
+    assert scores(after_found) == [3, 2]
+    # The batcher goes on.
+    assert scores(await detector.detect(image(4), 0.0, 0)) == [4, 2]
+
+
+async def test_an_image_that_fails_its_preparation_fails_alone() -> None:
+    def prepare(image: Image) -> Image:
+        if value_of(image) == POISON:
+            raise ValueError("not an image the model takes")
+        return image
+
+    model = Model()
+    detector = batcher(model, max_batch=2, window_s=3600, prepare=prepare)
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(detector.detect(image(v), 0.0, 0) for v in (1, POISON, 2)), return_exceptions=True
+        ),
+        WAIT_S,
+    )
+    assert isinstance(results[1], ValueError)
+    # The other two made a full batch (in the order their preparations finished).
+    assert [sorted(call) for call in model.calls] == [[1, 2]]
+
+
+async def test_a_cancelled_waiting_request_frees_its_place() -> None:
+    model = Model()
+    detector = batcher(model, max_batch=2, window_s=0.0)
+    with model.holding():
+        first = asyncio.create_task(detector.detect(image(1), 0.0, 0))
+        await wait_until(lambda: model.started == 1, "the first batch running")
+        waiting = {v: asyncio.create_task(detector.detect(image(v), 0.0, 0)) for v in (2, 3, 4)}
+        await wait_until(lambda: detector.waiting == 3, "three requests waiting")
+        waiting[3].cancel()
+        await wait_until(lambda: detector.waiting == 2, "the cancelled request gone")
+    await asyncio.wait_for(asyncio.gather(first, waiting[2], waiting[4]), WAIT_S)
+    # Its place in the next batch went to the request behind it; the model never saw it.
+    assert model.calls == [[1], [2, 4]]
+    assert waiting[3].cancelled()
+
+
+async def test_a_cancelled_lone_request_leaves_no_timer_and_no_batch() -> None:
+    clock = FakeClock()
+    model = Model()
+    detector = batcher(model, window_s=0.005, clock=clock)
+    request = asyncio.create_task(detector.detect(image(1), 0.0, 0))
+    await wait_until(lambda: bool(clock.armed), "the window's timer")
+    request.cancel()
+    await wait_until(lambda: detector.waiting == 0, "the request gone")
+    assert clock.armed == []
+    clock.advance(200.0)
+    assert detector.batch_sizes == []
+    assert model.calls == []
+
+
+async def test_a_request_cancelled_while_its_batch_runs_leaves_the_others_their_answers() -> None:
+    model = Model()
+    detector = batcher(model, max_batch=2, window_s=3600)
+    with model.holding():
+        gone, kept = (asyncio.create_task(detector.detect(image(v), 0.0, 0)) for v in (1, 2))
+        await wait_until(lambda: model.started == 1, "the batch running")
+        gone.cancel()
+    assert scores(await asyncio.wait_for(kept, WAIT_S)) == [2, 1]
+    assert gone.cancelled()
+    # The batcher goes on: the next two make a batch of their own.
+    later = await asyncio.wait_for(
+        asyncio.gather(*(detector.detect(image(v), 0.0, 1) for v in (3, 4))), WAIT_S
+    )
+    assert [scores(found) for found in later] == [[3], [4]]
+    assert model.calls == [[1, 2], [3, 4]]
+
+
+async def test_images_are_prepared_in_parallel_off_the_event_loop() -> None:
+    # Three preparations that each wait for the other two: they pass only if all three
+    # run at once, in threads of their own (never one after another, nor on the loop).
+    meeting = threading.Barrier(3, timeout=WAIT_S)
+    threads: set[int] = set()
+
+    def prepare(image: Image) -> Image:
+        threads.add(threading.get_ident())
+        meeting.wait()
+        return image
+
+    model = Model()
+    detector = batcher(model, max_batch=3, window_s=3600, prepare=prepare)
+    await asyncio.wait_for(
+        asyncio.gather(*(detector.detect(image(v), 0.0, 0) for v in (1, 2, 3))), WAIT_S
+    )
+    assert len(threads) == 3
+    assert threading.get_ident() not in threads
+    assert detector.batch_sizes == [3]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,10 @@ from chorus.vision.v1 import vision_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devtools.builders.tiny_vision_models import build_birefnet_like_onnx, build_yolo_pt
+from services.common.telemetry import Telemetry
+from services.vision.batcher import BatchPolicy
 from services.vision.server import VisionService
-from services.vision.settings import VisionSettings
+from services.vision.settings import BATCH_DEFAULTS, VisionSettings
 from tests.support.service_harness import server_starter
 from tests.support.waiting import WAIT_S
 from tests.vision.harness import VisionServer, astronaut, decode_png, jpeg
@@ -102,6 +104,62 @@ async def test_requests_arriving_together_are_batched(
     assert not any(r.cache_hit for r in alone)
     # Random weights give many boxes of equal score, whose order is arbitrary.
     assert [canonical(r) for r in alone] == [canonical(r) for r in together]
+
+
+async def test_a_batch_answers_each_request_with_its_own_image_threshold_and_limit(
+    neural: VisionServer, batching: VisionServer
+) -> None:
+    assert batching.service.batcher is not None
+    before = len(batching.service.batcher.batch_sizes)
+    images = [jpeg(astronaut()[:, i * 7 :].copy()) for i in range(BATCH)]
+    # The tiny YOLO scores every box 0.5: 0.6 finds nothing, the others find many, cut
+    # to each request's own limit (1000 is the engine's cap on "all").
+    asked = [(0.0, 2), (0.6, 0), (0.3, 5), (0.4, 1000)]
+    requests = [
+        vision_pb2.DetectPersonsRequest(image=image, score_threshold=t, max_detections=n)
+        for image, (t, n) in zip(images, asked, strict=True)
+    ]
+    together = await asyncio.gather(*(batching.stub.DetectPersons(r) for r in requests))
+    assert batching.service.batcher.batch_sizes[before:] == [BATCH]
+    assert [len(r.detections) for r in together] == [2, 0, 5, 1000]
+    # Each answer is what its request gets alone (on the other server, one at a time).
+    alone = [await neural.stub.DetectPersons(r) for r in requests]
+    assert not any(r.cache_hit for r in [*alone, *together])
+    assert [canonical(r) for r in alone] == [canonical(r) for r in together]
+    # Traces and metrics say how large the batch was.
+    sizes = [
+        span.attributes.get("chorus.vision.batch_size")
+        for span in batching.finished_spans("vision.detect")
+        if span.attributes is not None
+    ]
+    assert sizes[-BATCH:] == [BATCH] * BATCH
+    (histogram,) = batching.metric_points("chorus.vision.batch_size")
+    assert histogram.count == len(batching.service.batcher.batch_sizes)
+    assert histogram.max == BATCH
+
+
+async def test_batching_follows_the_settings_and_the_device_defaults(
+    models: tuple[Path, Path],
+) -> None:
+    cpu = BATCH_DEFAULTS["cpu"]
+    explicit = neural_settings(models, batch_max=6, batch_wait_ms=3.0, batch_in_flight=2)
+    defaults = neural_settings(models, batch_max=None, batch_wait_ms=None)
+    off = neural_settings(models, batching="off")
+    async with server_starter(VisionServer) as start:
+        for settings, policy in (
+            (explicit, BatchPolicy(6, 0.003, 2)),
+            (defaults, BatchPolicy(cpu.max_batch, cpu.window_ms / 1000, 1)),
+        ):
+            server = await start(building(settings), settings, False)
+            assert server.service.batcher is not None
+            assert server.service.batcher.policy == policy
+        server = await start(building(off), off, False)
+        assert server.service.batcher is None
+
+
+def building(settings: VisionSettings) -> Callable[[Telemetry], VisionService]:
+    """What builds a vision server with ``settings`` (the server harness calls it)."""
+    return lambda telemetry: VisionService(settings, telemetry)
 
 
 def canonical(response: vision_pb2.DetectPersonsResponse) -> list[tuple[float, ...]]:
