@@ -13,6 +13,9 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -23,6 +26,7 @@ from devtools.launcher import REPO_ROOT, ServiceProcess
 from devtools.local_redis import RedisServer
 from devtools.supervisor import Supervisor
 from services.common.settings import ServerSettings
+from services.gateway.settings import GatewaySettings
 from services.orchestrator.server import HEALTH_PREFIX
 from services.orchestrator.settings import OrchestratorSettings
 from services.prosody.settings import ProsodySettings
@@ -63,8 +67,61 @@ SERVICES = {
         ("", *(HEALTH_PREFIX + name for name in ("tts", "prosody", "vision"))),
     ),
 }
+GATEWAY = SuiteService("services.gateway", GatewaySettings().port, GatewaySettings().metrics_port)
+"""The HTTP and WebSocket gateway: not one of SERVICES (the gRPC servers, which tests and
+benchmarks start alone), started once the orchestrator is SERVING and ready only while
+the orchestrator is (its /readyz)."""
 STATE_DIR = Path(".state")
 LOG_DIR = STATE_DIR / "logs"
+
+
+class HttpServiceProcess(ServiceProcess):
+    """A server whose readiness is an HTTP GET of ``/readyz`` (the gateway's)."""
+
+    async def wait_healthy(self, timeout_s: float = 60.0) -> None:
+        """Wait until ``/readyz`` answers 200; raise if the process dies or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        url = f"http://{self.address}/readyz"
+        while True:
+            if self.exit_status is not None:
+                raise RuntimeError(f"{self.module} exited with {self.exit_status} before serving")
+            with contextlib.suppress(OSError):  # not listening yet
+                if await asyncio.to_thread(_http_status, url) == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.module} not ready within {timeout_s:g} s")
+            await asyncio.sleep(0.05)
+
+
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def gateway_processes(
+    orchestrator_address: str,
+    log_dir: Path,
+    extra_env: Mapping[str, str],
+    port: int | None = None,
+    metrics_port: int = 0,
+    root: Path = REPO_ROOT,
+) -> dict[str, ServiceProcess]:
+    """The gateway over the orchestrator at ``orchestrator_address``, on ``port`` (a free
+    one when None), serving metrics on ``metrics_port`` (0: none)."""
+    env = {
+        "CHORUS_ORCHESTRATOR_ADDRESS": orchestrator_address,
+        **extra_env,
+        "CHORUS_METRICS_PORT": str(metrics_port),
+    }
+    return {
+        "gateway": HttpServiceProcess(
+            GATEWAY.module, port=port, env=env, log_path=log_dir / "gateway.log", root=root
+        )
+    }
 
 
 def suite_processes(
@@ -144,8 +201,14 @@ async def run_suite() -> int:
         {},
         metrics_ports,
     )
+    gateway = gateway_processes(
+        processes["orchestrator"].address, LOG_DIR, {}, GATEWAY.port, GATEWAY.metrics_port
+    )
+    metrics_ports["gateway"] = GATEWAY.metrics_port
     try:
-        async with running_suite(processes):
+        # The gateway after the others: it is ready only once the orchestrator is.
+        async with running_suite(processes), running_suite(gateway):
+            processes = {**processes, **gateway}
             print(f"{'redis':<13} {redis.url}", flush=True)
             for name, process in processes.items():
                 metrics = f"http://127.0.0.1:{metrics_ports[name]}/metrics"

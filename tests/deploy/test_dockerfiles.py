@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from services.vision.settings import VisionSettings
-from tests.deploy.chorus_services import METRICS_PORT, SETTINGS, default_port
+from tests.deploy.chorus_services import IMAGE_SETTINGS, METRICS_PORT, default_port
 from tests.deploy.rendering import K8S_DIR, REPO_ROOT
 from tests.support.uv import run_uv
 
@@ -42,6 +42,7 @@ EXTRAS = {
     "tts": ["tts", "piper", "codecs", "cpu"],
     "prosody": [],
     "vision": ["vision", "gpu"],
+    "gateway": ["gateway"],
 }
 """The extras each image installs from uv.lock besides the project's own dependencies."""
 
@@ -272,7 +273,7 @@ def kustomize_tags() -> dict[str, str]:
     return {entry["name"]: entry["newTag"] for entry in kustomization["images"]}
 
 
-@pytest.fixture(params=list(SETTINGS))
+@pytest.fixture(params=list(IMAGE_SETTINGS))
 def service(request: pytest.FixtureRequest) -> str:
     """Each Chorus service in turn."""
     name: str = request.param
@@ -297,7 +298,7 @@ def test_make_builds_each_service_from_the_one_dockerfile() -> None:
     deploy/docker/Dockerfile with the repository root as context, and gives it only the
     build args the Dockerfile declares (Docker ignores others) and every one it requires."""
     builds = make_builds()
-    assert sorted(build.args.get("SERVICE", "") for build in builds) == sorted(SETTINGS)
+    assert sorted(build.args.get("SERVICE", "") for build in builds) == sorted(IMAGE_SETTINGS)
     declared = declared_args(DOCKERFILE.read_text())
     required = {name for name, default in declared.items() if default is None}
     tags = kustomize_tags()
@@ -369,7 +370,7 @@ def test_entrypoint_runs_the_service_module(service: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    for field in dataclasses.fields(SETTINGS[service]):
+    for field in dataclasses.fields(IMAGE_SETTINGS[service]):
         assert f"--{field.name.replace('_', '-')} " in result.stdout, field.name
 
 

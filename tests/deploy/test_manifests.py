@@ -396,12 +396,17 @@ def test_inner_services_accept_grpc_only_from_the_orchestrator(rendered: Rendere
 
 @pytest.mark.parametrize("protected", ["redis", "otel-collector"])
 def test_redis_and_collector_admit_only_chorus_services(rendered: Rendered, protected: str) -> None:
-    """Redis and the collector accept traffic only from the four Chorus services' pods."""
+    """Redis accepts traffic only from the four Chorus services' pods, the collector from
+    theirs and the gateway's."""
+    expected = set(SETTINGS) | ({"gateway"} if protected == "otel-collector" else set())
     policy = rendered.get("NetworkPolicy", protected)
     for rule in policy["spec"]["ingress"]:
-        for peer in rule["from"]:
-            selected = rendered.deployments_selected_by(peer["podSelector"]["matchLabels"])
-            assert {d["metadata"]["name"] for d in selected} == set(SETTINGS), protected
+        selected = {
+            deployment["metadata"]["name"]
+            for peer in rule["from"]
+            for deployment in rendered.deployments_selected_by(peer["podSelector"]["matchLabels"])
+        }
+        assert selected == expected, protected
 
 
 def test_autoscalers_scale_deployments_on_cpu(rendered: Rendered) -> None:

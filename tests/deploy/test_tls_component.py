@@ -13,6 +13,7 @@ import pytest
 
 from services.common import health_probe
 from services.common.settings import load_settings
+from services.gateway.settings import GatewaySettings
 from tests.deploy.chorus_services import SETTINGS
 from tests.deploy.conftest import rendered_tree
 from tests.deploy.rendering import Doc, Rendered, container_ports, environment, pod_spec
@@ -128,3 +129,20 @@ def test_probes_run_the_tls_health_check_on_the_grpc_port(tls: Rendered, name: s
             assert "client auth" in certificate["spec"]["usages"], name
         else:
             assert options["--ca-file"].rpartition("/")[0] in mounted_secrets(tls, name)
+
+
+def test_the_gateway_checks_the_orchestrators_certificate_for_the_host_it_dials(
+    tls: Rendered,
+) -> None:
+    variables = environment(tls, server(tls, "gateway"))
+    settings = load_settings(GatewaySettings, [], variables)
+    mounts = mounted_secrets(tls, "gateway")
+    folder, _, file_name = settings.orchestrator_ca_file.rpartition("/")
+    assert file_name == "ca.crt"
+    gateway = certificates(tls)[mounts[folder]]
+    orchestrator = certificates(tls)[mounted_secrets(tls, "orchestrator")["/etc/chorus/tls"]]
+    assert gateway["spec"]["issuerRef"] == orchestrator["spec"]["issuerRef"]
+    host = urlsplit(settings.orchestrator_address).path.lstrip("/").rpartition(":")[0]
+    assert host in orchestrator["spec"]["dnsNames"]
+    for path in (settings.orchestrator_cert_file, settings.orchestrator_key_file):
+        assert path.rpartition("/")[0] == folder
