@@ -29,7 +29,7 @@ import asyncio
 import json
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -41,7 +41,7 @@ from chorus.tts.v1 import tts_pb2
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.load import Load
+from bench.load import Call, Failure, Load, drive
 from bench.report import print_report
 from devtools.launcher import free_port
 from devtools.suite import SERVICES, gateway_processes, running_suite, suite_processes
@@ -49,45 +49,7 @@ from devtools.suite import SERVICES, gateway_processes, running_suite, suite_pro
 TEXT = "Congratulations on the new job! We are all so proud of you."
 RATE = 24000
 LEVELS = (1, 16)
-SUITE_ENV = {
-    "CHORUS_CACHE_MAX_BYTES": "0",
-    "CHORUS_LOG_LEVEL": "WARNING",
-    "CHORUS_ENGINE": "espeak",
-}
-
-Call = Callable[[], Awaitable[float]]
-"""One request; returns its time to first audio in seconds, or raises Failure."""
-
-
-class Failure(Exception):
-    """A request that did not get its audio, by kind (``UNAVAILABLE``, ``http_503``...)."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
-        self.kind = kind
-
-
-async def drive(call: Call, concurrency: int, requests: int, load: Load) -> None:
-    """``requests`` calls over ``concurrency`` clients, each waiting for its last, added
-    to ``load``. (bench.load.drive counts gRPC errors alone; these paths fail otherwise.)"""
-    remaining = requests
-
-    async def client() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            started = time.perf_counter()
-            try:
-                first = await call()
-            except Failure as failure:
-                load.errors[failure.kind] = load.errors.get(failure.kind, 0) + 1
-                continue
-            load.latencies.append(time.perf_counter() - started)
-            load.firsts.append(first)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    load.wall_s += time.perf_counter() - started
+SUITE_ENV = {"CHORUS_CACHE_MAX_BYTES": "0", "CHORUS_LOG_LEVEL": "WARNING"}
 
 
 class Paths:
@@ -190,12 +152,15 @@ def _ratios(through: dict[str, object], baseline: dict[str, object]) -> dict[str
     }
 
 
-async def run(rounds: int, per_client: int) -> dict[str, object]:
+async def run(rounds: int, per_client: int, engine: str) -> dict[str, object]:
     """Alternating rounds of every path at every level; their figures and ratios."""
     loads: dict[tuple[int, str], Load] = {}
     with tempfile.TemporaryDirectory() as folder:
         suite = suite_processes(
-            {name: free_port() for name in SERVICES}, "", Path(folder), SUITE_ENV
+            {name: free_port() for name in SERVICES},
+            "",
+            Path(folder),
+            {**SUITE_ENV, "CHORUS_ENGINE": engine},
         )
         async with running_suite(suite) as started:
             orchestrator_address = started["orchestrator"].address
@@ -240,7 +205,7 @@ async def run(rounds: int, per_client: int) -> dict[str, object]:
         }
     return {
         "text_chars": len(TEXT),
-        "engine": "espeak",
+        "engine": engine,
         "sample_rate_hz": RATE,
         "rounds": rounds,
         "requests_per_round": {f"c{level}": level * per_client for level in LEVELS},
@@ -255,8 +220,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--per-client", type=int, default=8, help="requests per client in each round"
     )
+    parser.add_argument(
+        "--engine",
+        default="espeak",
+        help="tts engine (espeak, the fastest: the gateway's own cost shows most; piper)",
+    )
     args = parser.parse_args(argv)
-    print_report("gateway", asyncio.run(run(args.rounds, args.per_client)))
+    print_report("gateway", asyncio.run(run(args.rounds, args.per_client, args.engine)))
 
 
 if __name__ == "__main__":

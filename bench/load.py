@@ -12,7 +12,16 @@ import grpc
 from bench.stats import percentiles_ms
 
 Call = Callable[[], Awaitable[float | None]]
-"""One request; returns its time to first audio in seconds, or None."""
+"""One request; returns its time to first audio in seconds, or None; raises a gRPC error
+or Failure when it fails."""
+
+
+class Failure(Exception):
+    """A request that failed other than with a gRPC status, by kind (``http_503``...)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
 
 
 @dataclass
@@ -34,9 +43,10 @@ class Load:
         return figures
 
 
-async def drive(call: Call, concurrency: int, requests: int) -> Load:
-    """Make ``requests`` calls over ``concurrency`` clients, each waiting for its last."""
-    load = Load()
+async def drive(call: Call, concurrency: int, requests: int, load: Load | None = None) -> Load:
+    """Make ``requests`` calls over ``concurrency`` clients, each waiting for its last;
+    what they measured is added to ``load`` (a new one by default), which is returned."""
+    load = Load() if load is None else load
     remaining = requests
 
     async def client() -> None:
@@ -46,8 +56,9 @@ async def drive(call: Call, concurrency: int, requests: int) -> Load:
             started = time.perf_counter()
             try:
                 first = await call()
-            except grpc.aio.AioRpcError as error:
-                load.errors[error.code().name] = load.errors.get(error.code().name, 0) + 1
+            except (grpc.aio.AioRpcError, Failure) as error:
+                kind = error.kind if isinstance(error, Failure) else error.code().name
+                load.errors[kind] = load.errors.get(kind, 0) + 1
                 continue
             load.latencies.append(time.perf_counter() - started)
             if first is not None:
@@ -55,5 +66,5 @@ async def drive(call: Call, concurrency: int, requests: int) -> Load:
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    load.wall_s = time.perf_counter() - started
+    load.wall_s += time.perf_counter() - started
     return load
