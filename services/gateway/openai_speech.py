@@ -65,7 +65,12 @@ _ORCHESTRATOR_FIELDS = {
     "text": "input",
     "encoding": "response_format",
     "sample_rate_hz": "response_format",
+    "speaking_rate": "speed",
 }
+
+SPEED_RANGE = (0.25, 4.0)
+"""OpenAI's range for ``speed``, checked here; within it, the orchestrator judges the rate
+its speech engine supports (0.5 to 2.5), refusing others as a 400 naming ``speed``."""
 
 
 @dataclass(frozen=True)
@@ -128,13 +133,12 @@ def speak_request(body: JsonObject, voices: VoiceMap) -> tuple[pb.SpeakRequest, 
         raise invalid("response_format", f"{response_format} is not supported: mp3, opus, wav, pcm")
     if response_format not in FORMATS:
         raise invalid("response_format", "must be one of mp3, opus, wav, pcm")
+    # OpenAI's speed and tts's speaking rate are both multipliers of the voice's tempo
+    # (2.0: twice as fast, half as long), so one is the other.
     speed = body.number("speed", 1.0)
-    if not 0.25 <= speed <= 4.0:
-        raise invalid("speed", "must be from 0.25 to 4.0")
-    if speed != 1.0:
-        raise invalid(
-            "speed", "only 1.0 is supported: the orchestrator's Speak has no speaking rate"
-        )
+    low, high = SPEED_RANGE
+    if not low <= speed <= high:
+        raise invalid("speed", f"must be from {low:g} to {high:g}")
     if body.string("instructions", ""):
         raise invalid("instructions", "is not supported: shape speech with preset")
     if body.string("stream_format", "audio") != "audio":
@@ -146,6 +150,7 @@ def speak_request(body: JsonObject, voices: VoiceMap) -> tuple[pb.SpeakRequest, 
         preset=body.string("preset", ""),
         sample_rate_hz=SAMPLE_RATE,
         encoding=audio_format.encoding,
+        speaking_rate=speed,
     )
     return request, audio_format
 

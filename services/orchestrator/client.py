@@ -1,7 +1,7 @@
 """Command-line client for the orchestrator's RPCs.
 
     python -m services.orchestrator.client speak "Congratulations!" --preset celebration \\
-        --out msg.wav
+        --speaking-rate 1.2 --out msg.wav
     python -m services.orchestrator.client compose --text "See you soon" --preset calm \\
         --photo me.jpg --out-dir out/
     python -m services.orchestrator.client batch --file segments.txt --out-dir out/
@@ -41,6 +41,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     speak.add_argument("text")
     speak.add_argument("--preset", default="", help="celebration, calm or neutral")
     speak.add_argument("--voice", default="")
+    speak.add_argument(
+        "--speaking-rate",
+        type=float,
+        default=0.0,
+        help="tempo multiplier, 0.5 to 2.5 (2.0: twice as fast); 0: the voice's normal rate",
+    )
     speak.add_argument("--out", type=Path, required=True)
 
     compose = commands.add_parser("compose", help="speech and cut-out for a video message")
@@ -62,7 +68,9 @@ async def _speak(
     started = time.perf_counter()
     ttfa = None
     rate, audio = 22050, bytearray()
-    request = pb.SpeakRequest(text=args.text, preset=args.preset, voice=args.voice)
+    request = pb.SpeakRequest(
+        text=args.text, preset=args.preset, voice=args.voice, speaking_rate=args.speaking_rate
+    )
     async for response in stub.Speak(request, timeout=args.timeout):
         if response.HasField("format"):
             rate = response.format.sample_rate_hz

@@ -24,7 +24,7 @@ from services.common.errors import InvalidArgument
 from services.common.grpc_context import Context
 from services.common.pcm import SampleFormat, decode
 from services.common.stream_timing import StreamMetrics
-from services.common.validation import required_text
+from services.common.validation import required_text, speaking_rate
 from services.common.wav import write_wav
 from services.orchestrator.call_scope import CallScope
 from services.orchestrator.pipelines.batch import BatchOrder, synthesize_batch
@@ -78,6 +78,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         # must not then end for a request that could never have been served.
         text = required_text(request.text, "text", self._max_text_chars)
         encoding = encoding_from_proto(request.encoding, "encoding")
+        # Checked here as tts checks it: a rate tts would refuse is refused before any message.
+        rate = speaking_rate(request.speaking_rate)
         order = SpeakOrder(
             text=text,
             voice=request.voice,
@@ -86,6 +88,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             sample_rate=output_sample_rate(encoding, request.sample_rate_hz, SAMPLE_RATE),
             encoding=encoding,
             word_timings=request.word_timings,
+            speaking_rate=rate,
         )
         # Word spans index the request's text; the order's is trimmed of this much.
         text_offset = len(request.text) - len(request.text.lstrip())
@@ -205,6 +208,7 @@ async def _tts_stream_requests(
                     language=config.language,
                     sample_rate_hz=config.sample_rate_hz,
                     encoding=config.encoding,
+                    speaking_rate=config.speaking_rate,
                     word_timings=config.word_timings,
                 )
             )

@@ -60,10 +60,14 @@ class SpeechClient:
         sample_rate: int,
         remaining_s: float | None,
         encoding: Encoding = SampleFormat.S16LE,
+        speaking_rate: float = 0.0,
     ) -> AsyncGenerator[EncodedChunk, None]:
         """tts audio for ``text`` as it is made, at ``sample_rate`` in ``encoding`` (16-bit
-        PCM unless told), each chunk with the PCM samples it covers."""
-        request = _synthesize_request(text, voice, language, sample_rate, encoding, False)
+        PCM unless told) and ``speaking_rate`` (tts's: 0 is the voice's normal rate), each
+        chunk with the PCM samples it covers."""
+        request = _synthesize_request(
+            text, voice, language, sample_rate, encoding, False, speaking_rate
+        )
         async for item in self._synthesized(request, remaining_s):
             if isinstance(item, EncodedChunk):
                 yield item
@@ -76,10 +80,13 @@ class SpeechClient:
         sample_rate: int,
         remaining_s: float | None,
         encoding: Encoding = SampleFormat.S16LE,
+        speaking_rate: float = 0.0,
     ) -> AsyncGenerator[EncodedChunk | tts_pb2.WordTiming, None]:
         """``stream`` with tts's word timings, as tts sends them: each word before the
         chunk its start is in (none from an engine without timings)."""
-        request = _synthesize_request(text, voice, language, sample_rate, encoding, True)
+        request = _synthesize_request(
+            text, voice, language, sample_rate, encoding, True, speaking_rate
+        )
         return self._synthesized(request, remaining_s)
 
     async def _synthesized(
@@ -96,12 +103,21 @@ class SpeechClient:
             raise self.tts.error(error) from None
 
     async def synthesize_with_words(
-        self, text: str, voice: str, language: str, sample_rate: int, remaining_s: float | None
+        self,
+        text: str,
+        voice: str,
+        language: str,
+        sample_rate: int,
+        remaining_s: float | None,
+        speaking_rate: float = 0.0,
     ) -> tuple[bytes, list[tts_pb2.WordTiming]]:
         """tts audio for ``text`` whole (16-bit PCM at ``sample_rate``), with its words."""
         audio: list[bytes] = []
         words: list[tts_pb2.WordTiming] = []
-        async for item in self.stream_with_words(text, voice, language, sample_rate, remaining_s):
+        timed = self.stream_with_words(
+            text, voice, language, sample_rate, remaining_s, speaking_rate=speaking_rate
+        )
+        async for item in timed:
             if isinstance(item, EncodedChunk):
                 audio.append(item.data)
             else:
@@ -109,15 +125,19 @@ class SpeechClient:
         return b"".join(audio), words
 
     async def synthesize(
-        self, text: str, voice: str, language: str, sample_rate: int, remaining_s: float | None
+        self,
+        text: str,
+        voice: str,
+        language: str,
+        sample_rate: int,
+        remaining_s: float | None,
+        speaking_rate: float = 0.0,
     ) -> bytes:
         """tts audio for ``text``, whole."""
-        return b"".join(
-            [
-                chunk.data
-                async for chunk in self.stream(text, voice, language, sample_rate, remaining_s)
-            ]
+        pieces = self.stream(
+            text, voice, language, sample_rate, remaining_s, speaking_rate=speaking_rate
         )
+        return b"".join([chunk.data async for chunk in pieces])
 
     async def adjust(
         self, pcm: bytes, sample_rate: int, preset: str, remaining_s: float | None
@@ -222,6 +242,7 @@ def _synthesize_request(
     sample_rate: int,
     encoding: Encoding,
     word_timings: bool,
+    speaking_rate: float,
 ) -> tts_pb2.SynthesizeRequest:
     return tts_pb2.SynthesizeRequest(
         text=text,
@@ -229,5 +250,6 @@ def _synthesize_request(
         language=language,
         sample_rate_hz=sample_rate,
         encoding=encoding_proto(encoding),
+        speaking_rate=speaking_rate,
         word_timings=word_timings,
     )

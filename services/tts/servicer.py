@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
@@ -24,7 +23,7 @@ from services.common.grpc_context import Context
 from services.common.pcm import SampleFormat, decode
 from services.common.stream_timing import StreamMetrics, StreamTiming
 from services.common.text_inputs import EndIn, FlushIn, InterruptIn, TextIn, TextInput
-from services.common.validation import required_text
+from services.common.validation import required_text, speaking_rate
 from services.tts.cached_audio import (
     LAYOUT,
     pack_chunks,
@@ -46,7 +45,6 @@ from services.tts.text_stream import ClauseStarted, Spoken, speak_text_stream
 
 logger = logging.getLogger(__name__)
 
-SPEAKING_RATE_RANGE = (0.5, 2.5)
 MAX_CHUNK_DURATION_MS = 1000
 
 
@@ -315,15 +313,7 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
         # A codec is fed float PCM, which it encodes without rounding to 16 bits first.
         sample_format = encoding if isinstance(encoding, SampleFormat) else SampleFormat.F32LE
 
-        rate = request.speaking_rate
-        if math.isnan(rate):
-            raise InvalidArgument("speaking_rate", "must be a number")
-        if rate < 0:
-            raise InvalidArgument("speaking_rate", f"{rate:g} is negative")
-        rate = rate or 1.0
-        low, high = SPEAKING_RATE_RANGE
-        if not low <= rate <= high:
-            raise InvalidArgument("speaking_rate", f"{rate:g} is outside {low:g} to {high:g}")
+        rate = speaking_rate(request.speaking_rate)
 
         chunk_ms = request.chunk_duration_ms
         if not 0 <= chunk_ms <= MAX_CHUNK_DURATION_MS:

@@ -39,6 +39,8 @@ class SpeakOrder:
     sample_rate: int
     encoding: Encoding = SampleFormat.S16LE
     word_timings: bool = False
+    speaking_rate: float = 0.0
+    """tts's, for every sentence: 0 is the voice's normal rate."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,13 @@ async def speak(
     synthesised, then adjusted, while the next ones are synthesised."""
     if not order.preset and order.word_timings:
         timed = speech.stream_with_words(
-            order.text, order.voice, order.language, order.sample_rate, remaining(), order.encoding
+            order.text,
+            order.voice,
+            order.language,
+            order.sample_rate,
+            remaining(),
+            order.encoding,
+            order.speaking_rate,
         )
         async with contextlib.aclosing(timed):
             async for item in timed:
@@ -101,7 +109,13 @@ async def speak(
     if not order.preset:
         # tts makes the order's encoding itself.
         pieces = speech.stream(
-            order.text, order.voice, order.language, order.sample_rate, remaining(), order.encoding
+            order.text,
+            order.voice,
+            order.language,
+            order.sample_rate,
+            remaining(),
+            order.encoding,
+            order.speaking_rate,
         )
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
@@ -164,9 +178,12 @@ async def _synthesized(
     """A sentence's audio (16-bit PCM at ``pcm_rate``), with its words when asked for."""
     if order.word_timings:
         return await speech.synthesize_with_words(
-            sentence, order.voice, order.language, pcm_rate, remaining()
+            sentence, order.voice, order.language, pcm_rate, remaining(), order.speaking_rate
         )
-    return await speech.synthesize(sentence, order.voice, order.language, pcm_rate, remaining()), []
+    pcm = await speech.synthesize(
+        sentence, order.voice, order.language, pcm_rate, remaining(), order.speaking_rate
+    )
+    return pcm, []
 
 
 def _sentence_offsets(text: str, sentences: list[str]) -> list[int]:
