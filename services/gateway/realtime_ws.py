@@ -52,6 +52,7 @@ CONFIG_FIELDS = (
     "sample_rate_hz",
     "encoding",
     "word_timings",
+    "speaking_rate",
     "audio_frames",
     "api_key",
 )
@@ -95,6 +96,8 @@ def opening(message: JsonObject) -> Opening:
         sample_rate_hz=sample_rate,
         encoding=ENCODINGS[encoding],
         word_timings=message.boolean("word_timings", False),
+        # Checked by tts, which names speaking_rate.
+        speaking_rate=message.number("speaking_rate", 0.0),
     )
     return Opening(
         pb.SpeakStreamRequest(config=config),

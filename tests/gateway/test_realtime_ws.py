@@ -201,3 +201,21 @@ async def test_a_conversation_without_a_key_is_refused_as_401(gateway: Gateway) 
     error, close_code, _ = await refusal(gateway, CONFIG, headers={})
     assert error["code"] == "unauthenticated"
     assert close_code == 4401
+
+
+async def test_a_speaking_rate_in_the_config_speeds_the_speech_up(gateway: Gateway) -> None:
+    async def audio_seconds(**config: Any) -> float:
+        async with connecting(gateway) as ws:
+            await send(ws, type="config", **config)
+            await send(ws, type="text", text="The same words, at two tempos.")
+            await send(ws, type="end")
+            summary = (await until(ws, "summary"))[-1]
+        assert isinstance(summary, dict)
+        return float(summary["audio_seconds"])
+
+    assert await audio_seconds(speaking_rate=2.0) < 0.65 * await audio_seconds()
+    async with connecting(gateway) as ws:
+        await send(ws, type="config", speaking_rate=9)
+        await send(ws, type="text", text="Too fast.")
+        error = of_type(await until(ws, "error"), "error")[0]["error"]
+    assert error["param"] == "speaking_rate"
