@@ -36,6 +36,8 @@ class RpcTracingInterceptor(aio.ServerInterceptor):
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
+        if handler is not None and handler.response_streaming and not handler.request_streaming:
+            return await self._traced_server_stream(handler, handler_call_details)
         if handler is None or not (handler.request_streaming and handler.response_streaming):
             return await self._instrumented.intercept_service(  # type: ignore[no-any-return]
                 _resolved(handler), handler_call_details
@@ -46,6 +48,41 @@ class RpcTracingInterceptor(aio.ServerInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    async def _traced_server_stream(
+        self, handler: Handler, details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        """OpenTelemetry's span for a server-streaming call, with the handler's stream
+        closed when OpenTelemetry's is: its wrapper iterates the stream without closing
+        it, which would leave the handler to garbage collection, closed from another
+        context than it ran in (and its spans' context tokens never detached)."""
+        opened: list[AsyncGenerator[Any, None]] = []  # this call's handler stream
+        # The asyncio server's behaviours are async generator functions, which grpc's
+        # stubs type as the synchronous server's.
+        behavior: Any = handler.unary_stream
+
+        def opening(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            stream: AsyncGenerator[Any, None] = behavior(request, context)
+            opened.append(stream)
+            return stream
+
+        instrumented = await self._instrumented.intercept_service(
+            _resolved(_replace(handler, opening)), details
+        )
+        traced = instrumented.unary_stream
+
+        async def closing(
+            request: Any, context: aio.ServicerContext[Any, Any]
+        ) -> AsyncGenerator[Any, None]:
+            try:
+                async with contextlib.aclosing(traced(request, context)) as responses:
+                    async for response in responses:
+                        yield response
+            finally:
+                for stream in opened:
+                    await stream.aclose()
+
+        return _replace(instrumented, closing)
 
     def _traced(self, details: grpc.HandlerCallDetails, behavior: Any) -> Any:
         tracer = self._tracer
@@ -84,3 +121,12 @@ def _resolved(handler: Handler | None) -> Continuation:
         return handler
 
     return continuation
+
+
+def _replace(handler: Handler, unary_stream: Any) -> Handler:
+    """``handler`` (a server-streaming one) with ``unary_stream`` as its behaviour."""
+    return grpc.unary_stream_rpc_method_handler(
+        unary_stream,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

@@ -93,10 +93,16 @@ def built_client() -> Path:
     return CLIENT
 
 
+@pytest.fixture(scope="module")
+def suite_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the suite's services write their logs (<service>.log)."""
+    return tmp_path_factory.mktemp("suite")
+
+
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def suite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, str]]:
+async def suite(suite_logs: Path) -> AsyncIterator[dict[str, str]]:
     """The suite's services, each in its own process on a free port; their addresses."""
-    folder = tmp_path_factory.mktemp("suite")
+    folder = suite_logs
     ports = {name: free_port() for name in SERVICES}
     env = {
         "CHORUS_WORKERS": "1",
@@ -119,6 +125,16 @@ def portrait_jpeg() -> bytes:
     buffer = io.BytesIO()
     PilImage.fromarray(data.astronaut()).save(buffer, format="JPEG")
     return buffer.getvalue()
+
+
+def logged_errors(folder: Path) -> dict[str, list[str]]:
+    """The ERROR lines of each service log in ``folder`` that has any."""
+    found = {}
+    for log in sorted(folder.glob("*.log")):
+        errors = [line for line in log.read_text().splitlines() if " ERROR " in line]
+        if errors:
+            found[log.name] = errors
+    return found
 
 
 def closing_counts(output: str) -> dict[str, int]:
@@ -204,7 +220,7 @@ def test_the_packed_tarball_installs_and_imports(built_client: Path, tmp_path: P
 @pytest.mark.timeout(900)
 @pytest.mark.asyncio(loop_scope="module")
 async def test_the_client_passes_its_tests_against_the_running_suite(
-    built_client: Path, suite: dict[str, str], tmp_path: Path
+    built_client: Path, suite: dict[str, str], suite_logs: Path, tmp_path: Path
 ) -> None:
     photo = tmp_path / "portrait.jpg"
     photo.write_bytes(portrait_jpeg())
@@ -232,3 +248,6 @@ async def test_the_client_passes_its_tests_against_the_running_suite(
     # Every test ran: none skipped for want of an address, a key or the photo.
     assert counts.get("pass", 0) > 0, output
     assert counts.get("pass") == counts.get("tests"), output
+    # Its cancels (an abort, a loop left early, a deadline) and errors are the clients'
+    # doing: no service logs an error for them.
+    assert await asyncio.to_thread(logged_errors, suite_logs) == {}

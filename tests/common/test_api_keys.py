@@ -171,6 +171,7 @@ async def test_a_known_key_is_the_caller_on_the_span_and_the_metrics(
     await wait_until(lambda: len(echo.spans.get_finished_spans()) == 4, "the spans")
     assert span_attributes(echo, "Who")["chorus.api_key"] == "alice"
     assert span_attributes(echo, "Stream")["chorus.api_key"] == "bob"
+    await wait_until(lambda: len(requests_by(echo, "OK")) == 2, "both calls counted")
     ok = requests_by(echo, "OK")
     assert sorted((p["rpc.method"], p["chorus.api_key"]) for p in ok) == [
         ("Stream", "bob"),
@@ -198,6 +199,8 @@ async def test_a_missing_or_unknown_key_is_refused_and_counted(
     assert "not-a-key-of-ours" not in details
     assert ALICE_KEY not in details
 
+    # The server counts the call once its status is out: the client may see it first.
+    await wait_until(lambda: bool(requests_by(echo, "UNAUTHENTICATED")), "the refusal counted")
     refused = requests_by(echo, "UNAUTHENTICATED")
     assert [(p["rpc.method"], "chorus.api_key" in p) for p in refused] == [("Who", False)]
     await wait_until(lambda: len(echo.finished_spans(f"/{SERVICE}/Who")) == 2, "the spans")

@@ -107,8 +107,11 @@ async def test_reflection_can_be_turned_off() -> None:
     async with real_suite(orchestrator={"reflection": False}) as suite:
         channel = aio.insecure_channel(suite.orchestrator.address)
         try:
-            with pytest.raises(aio.AioRpcError) as raised:
-                await reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""))
-            assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            # Nothing written: a client still writing when the server answers may see
+            # gRPC's own race ("Internal error from Core") in place of the status.
+            call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                timeout=30
+            )
+            assert await call.code() == grpc.StatusCode.UNIMPLEMENTED
         finally:
             await channel.close()
