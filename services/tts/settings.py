@@ -111,6 +111,14 @@ class TtsSettings(ServerSettings):
             "others to join it"
         },
     )
+    xtts_max_streams: int = dataclasses.field(
+        default=1,
+        metadata={
+            "help": "coqui engine, XTTS: concurrent sentences whose GPT decoding shares one "
+            "batched step per model copy (1: each sentence decodes alone on a copy, as "
+            "Coqui's inference_stream; above 1 give engine_workers that many per instance)"
+        },
+    )
     coqui_compile: str = dataclasses.field(
         default="auto",
         metadata={

@@ -26,7 +26,14 @@ sentence goes through services.tts.engines.vits_inference, which gives each item
 batch the audio it would have alone. With neither, Coqui's own ``synthesize`` runs.
 The engine's callers must be able to call it concurrently for batches to form: give the
 server at least ``max_batch`` engine threads per copy (twice that lets the next batch
-gather while one runs). XTTS runs one sentence per copy at a time, as before.
+gather while one runs). XTTS runs one sentence per copy at a time, as before, unless
+``xtts_max_streams`` is above 1 (see below).
+
+Continuous batching (XTTS, ``xtts_max_streams`` above 1): each copy's GPT is driven by a
+services.tts.engines.xtts_decoder.XttsDecoder, which decodes up to that many sentences
+in one batched step each token, sentences joining and leaving between steps; HiFi-GAN
+turns each sentence's latents into chunks on the calling thread as ``inference_stream``
+does. A sentence goes to the copy with the fewest streams.
 
 Word timings: VITS returns the durations its length regulator used (frames per input
 token), so each token's first sample is exact; tokens (characters or phonemes, as the
@@ -72,6 +79,7 @@ from services.tts.engines.vits_graphs import (
 from services.tts.engines.vits_runner import VitsRequest, VitsRunner, VitsSpeech, vits_request
 from services.tts.engines.words import align_words, timed_words, word_symbol_ranges
 from services.tts.engines.xtts_compat import bridge_xtts_cache_argument
+from services.tts.engines.xtts_decoder import XttsDecoder, XttsDecoders, xtts_audio
 from services.tts.settings import TtsSettings
 
 logger = logging.getLogger(__name__)
@@ -127,6 +135,7 @@ class CoquiEngine(SpeechEngine):
         token_buckets: str = "64,128,256,512",
         frame_buckets: str = "256,512,1024,2048",
         on_batch: Callable[[Sequence[VitsRequest]], None] | None = None,
+        xtts_max_streams: int = 1,
     ) -> None:
         """Remember what to load; nothing is read before ``load()``.
 
@@ -142,6 +151,9 @@ class CoquiEngine(SpeechEngine):
         services.tts.engines.vits_graphs), and ``token_buckets`` and ``frame_buckets``
         (comma-separated sizes) the lengths a compiled or captured pass pads to.
         ``on_batch`` sees every batch before it runs (for metrics and tests).
+
+        XTTS only: ``xtts_max_streams`` sentences at most decode together on each copy
+        (1: Coqui's ``inference_stream``, one sentence per copy at a time).
         """
         check_device_setting(device)
         if instances < 1:
@@ -154,6 +166,10 @@ class CoquiEngine(SpeechEngine):
             raise ValueError(
                 f"compile mode must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}"
             )
+        if xtts_max_streams < 1:
+            raise ValueError(f"xtts_max_streams must be at least 1, not {xtts_max_streams}")
+        self._xtts_max_streams = xtts_max_streams
+        self._xtts_decoders: XttsDecoders | None = None
         self.default_voice = DEFAULT_VOICE
         self._model = model
         self._models_dir = models_dir
@@ -195,6 +211,7 @@ class CoquiEngine(SpeechEngine):
             compile_mode=settings.coqui_compile,
             token_buckets=settings.coqui_token_buckets,
             frame_buckets=settings.coqui_frame_buckets,
+            xtts_max_streams=settings.xtts_max_streams,
         )
 
     @property
@@ -238,6 +255,11 @@ class CoquiEngine(SpeechEngine):
         """Whether VITS sentences go through the batcher (batched or compiled), once loaded."""
         self._check_loaded()
         return self._batcher is not None
+
+    @property
+    def xtts_max_streams(self) -> int:
+        """XTTS sentences decoded together per copy (1: no continuous batching)."""
+        return self._xtts_max_streams
 
     @property
     def sentences_waiting(self) -> int:
@@ -292,6 +314,8 @@ class CoquiEngine(SpeechEngine):
         if architecture == "vits" and (self._max_batch > 1 or compile_mode != "off"):
             self._compile_mode = compile_mode
             self._batcher = self._vits_batcher(copies)
+        if architecture == "xtts" and self._xtts_max_streams > 1:
+            self._xtts_decoders = self._xtts_decoder_pool(copies)
         logger.info(
             "coqui %s model %s loaded on %s: %d instance(s), %d voice(s), %d Hz, "
             "batches of up to %d, compile %s",
@@ -325,6 +349,25 @@ class CoquiEngine(SpeechEngine):
             on_batch=self._on_batch,
         )
 
+    def _xtts_decoder_pool(self, copies: Sequence[Any]) -> XttsDecoders:
+        """One continuous-batching decoder per XTTS copy, its KV cache in half precision
+        when the model runs in it."""
+        import torch
+
+        cache_dtype = torch.float16 if self._uses_half() else None
+        return XttsDecoders(
+            [
+                XttsDecoder(
+                    copy,
+                    max_streams=self._xtts_max_streams,
+                    precision=self._precision,
+                    cache_dtype=cache_dtype,
+                    name=f"xtts-decoder-{index}",
+                )
+                for index, copy in enumerate(copies)
+            ]
+        )
+
     def warm_up(self) -> None:
         """Speak one sentence on every copy, so no request pays for a first inference.
 
@@ -356,6 +399,9 @@ class CoquiEngine(SpeechEngine):
         if self._batcher is not None:
             self._batcher.close()
             self._batcher = None
+        if self._xtts_decoders is not None:
+            self._xtts_decoders.close()
+            self._xtts_decoders = None
         self._copies = None
         if self._device.startswith("cuda"):
             import torch
@@ -395,6 +441,11 @@ class CoquiEngine(SpeechEngine):
             model = self._loaded_copies.all[0]
             _deliver_vits(model, text, chosen, speech, sink, words)
             return
+        if self._xtts_decoders is not None:
+            # The copy is shared: its decoder batches this sentence with others.
+            xtts_copy = self._xtts_decoders.least_loaded().model
+            self._speak(xtts_copy, text, chosen, speaking_rate, sink)
+            return
         with self._loaded_copies.borrow() as copy:
             self._speak(copy, text, chosen, speaking_rate, sink, words)
 
@@ -414,7 +465,10 @@ class CoquiEngine(SpeechEngine):
         import torch
 
         with torch.inference_mode(), self._precision():
-            if self._architecture == "xtts":
+            if self._architecture == "xtts" and self._xtts_decoders is not None:
+                decoder = self._xtts_decoders.for_model(model)
+                _speak_xtts_batched(decoder, text, voice, rate, sink)
+            elif self._architecture == "xtts":
                 _speak_xtts(model, text, voice, rate, sink)
             else:
                 _speak_vits(model, text, voice, rate, sink, words)
@@ -560,6 +614,28 @@ def _speak_xtts(model: Any, text: str, voice: _Voice, rate: float, sink: ChunkSi
     with contextlib.closing(chunks):
         for chunk in chunks:
             # Copied: on the CPU the chunk is a view into a tensor XTTS goes on using.
+            if not sink(chunk.detach().float().cpu().numpy().copy()):
+                return
+    sink(np.zeros(_SENTENCE_PAUSE_SAMPLES, dtype=np.float32))
+
+
+def _speak_xtts_batched(
+    decoder: XttsDecoder, text: str, voice: _Voice, rate: float, sink: ChunkSink
+) -> None:
+    """As ``_speak_xtts``, the GPT decoding done by ``decoder`` in a batch with other
+    sentences."""
+    assert voice.language is not None  # XTTS voices always have one
+    conditioning = decoder.model.speaker_manager.speakers[voice.speaker]
+    chunks = xtts_audio(
+        decoder,
+        text,
+        voice.language,
+        conditioning["gpt_cond_latent"],
+        conditioning["speaker_embedding"],
+        speed=rate,
+    )
+    with contextlib.closing(chunks):
+        for chunk in chunks:
             if not sink(chunk.detach().float().cpu().numpy().copy()):
                 return
     sink(np.zeros(_SENTENCE_PAUSE_SAMPLES, dtype=np.float32))
