@@ -74,7 +74,8 @@ $(IMAGES): image-%:
 $(IMAGES): export DOCKER_BUILDKIT := 1
 
 # The images built and run for real (tests/images, which `make test` leaves out): hardened
-# containers, TLS on every hop, Speak and ComposeMessage from the host. Needs a Docker
+# containers, TLS on every hop, Speak and ComposeMessage from the host, and OpenAI's speech
+# API through the gateway (its image-gateway too, with the services'). Needs a Docker
 # engine (skipped without one); BASE_IMAGE empty builds from the stand-in base that
 # tools/stand_in_base.py bootstraps from Debian packages (no registry needed).
 test-images: $(STAMP_GEN)

@@ -18,7 +18,7 @@ import pytest
 from devtools.launcher import REPO_ROOT
 from tests.deploy.test_dockerfiles import make_builds
 from tests.images.docker import Docker, find_docker
-from tests.images.stack import PORTS, Stack, build_redis_image, start_stack
+from tests.images.stack import IMAGES, Stack, build_redis_image, start_stack
 from tools import stand_in_base
 
 BUILD_TIMEOUT_S = 3 * 3600.0
@@ -54,8 +54,8 @@ def images(
     docker: Docker, base_image: str, tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
 ) -> dict[str, str]:  # fmt: skip
-    """The four services' image tags, built by their `make images` targets (only these:
-    `make images` may build more) from ``base_image``."""
+    """The five Chorus images' tags (the four services' and the gateway's), built by their
+    `make images` targets (only these: `make images` may build more) from ``base_image``."""
     make = shutil.which("make")
     if make is None:
         pytest.skip("make is not on PATH")
@@ -64,7 +64,7 @@ def images(
     environment = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
     with log.open("w") as output:
         built = subprocess.run(
-            [make, "--no-print-directory", *(f"image-{name}" for name in PORTS),
+            [make, "--no-print-directory", *(f"image-{name}" for name in IMAGES),
              f"DOCKER={docker.command}", f"BASE_IMAGE={base_image}"],
             cwd=REPO_ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT,
             timeout=BUILD_TIMEOUT_S, check=False,
@@ -72,7 +72,7 @@ def images(
     if built.returncode != 0:
         pytest.fail(f"make images failed ({log}):\n{log.read_text()[-6000:]}")
     tags = {build.args["SERVICE"]: build.tag for build in make_builds()}
-    tags = {name: tags[name] for name in PORTS}
+    tags = {name: tags[name] for name in IMAGES}
     request.config.stash[SIZES] = {
         tag: int(docker.output("image", "inspect", "--format", "{{.Size}}", tag))
         for tag in tags.values()
@@ -85,7 +85,8 @@ def stack(
     docker: Docker, base_image: str, images: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:  # fmt: skip
-    """Redis and the four services running, healthy; removed after the module's tests."""
+    """Redis, the four services and the gateway running, healthy and ready; removed after
+    the module's tests."""
     redis_image = build_redis_image(docker, base_image)
     running = start_stack(docker, images, redis_image, tmp_path_factory.mktemp("certificates"))
     try:

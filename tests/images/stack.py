@@ -1,11 +1,12 @@
-"""The four service images and a Redis, run as production runs them, on a Docker network.
+"""The five Chorus images and a Redis, run as production runs them, on a Docker network.
 
 Every container is hardened the same way (read-only root filesystem, a tmpfs at /tmp, all
 capabilities dropped, no privilege escalation, the image's own non-root user), and every
 hop is TLS: the host to the orchestrator (which wants an API key), the orchestrator to
 the inner services (mutual TLS: they refuse a client without a certificate), and the
-services to Redis (``rediss://``, with its password). Only the orchestrator's gRPC port is
-published, on the host's loopback.
+services to Redis (``rediss://``, with its password), and the HTTP gateway to the
+orchestrator (TLS, its certificate checked against the test's CA). Only the orchestrator's
+gRPC port and the gateway's HTTP port are published, on the host's loopback.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -31,6 +33,12 @@ PORTS = {"orchestrator": 50051, "tts": 50052, "prosody": 50053, "vision": 50054}
 
 INNER = ("tts", "prosody", "vision")
 """The services only the orchestrator reaches."""
+
+GATEWAY_PORT = 8080
+"""The gateway's HTTP port: its default, which its image exposes."""
+
+IMAGES = (*PORTS, "gateway")
+"""The Chorus images the stack runs, by service name: the gRPC services and the gateway."""
 
 READY_WAIT_S = 300.0
 """How long the stack may take to be healthy: generous, for a loaded two-core machine;
@@ -88,6 +96,12 @@ class Stack:
         port = f"{PORTS['orchestrator']}/tcp"
         mapping = self.docker.output("port", self.containers["orchestrator"], port)
         return mapping.splitlines()[0]
+
+    def gateway_url(self) -> str:
+        """``http://127.0.0.1:port``: where the gateway's HTTP port is published."""
+        port = f"{GATEWAY_PORT}/tcp"
+        mapping = self.docker.output("port", self.containers["gateway"], port)
+        return f"http://{mapping.splitlines()[0]}"
 
     def credentials(self) -> grpc.ChannelCredentials:
         """TLS to the orchestrator (its certificate checked against the stack's CA), with
@@ -181,6 +195,16 @@ def _orchestrator_env(stack: Stack) -> dict[str, str]:
     }
 
 
+def _gateway_env() -> dict[str, str]:
+    # TLS to the orchestrator by its name on the network, which its certificate is for;
+    # no keys of its own: the caller's key is forwarded, and the orchestrator's count.
+    return {
+        "CHORUS_ORCHESTRATOR_ADDRESS": f"orchestrator:{PORTS['orchestrator']}",
+        "CHORUS_ORCHESTRATOR_CA_FILE": "/certs/server/ca.crt",
+        "CHORUS_ORCHESTRATOR_SERVER_NAME": "orchestrator",
+    }
+
+
 def _wait(ready: Callable[[], bool], stack: Stack, what: str) -> None:
     """Return once ``ready()``; fail as soon as a container exits, or after READY_WAIT_S."""
     deadline = time.monotonic() + READY_WAIT_S
@@ -220,11 +244,20 @@ def healthy(stack: Stack) -> bool:
     return all(status == health_pb2.HealthCheckResponse.SERVING for status in statuses)
 
 
+def gateway_ready(stack: Stack) -> bool:
+    """Whether the gateway's ``/readyz`` answers 200 from the host: the orchestrator's
+    health is SERVING, asked by the gateway over TLS."""
+    try:
+        return httpx.get(f"{stack.gateway_url()}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def start_stack(docker: Docker, images: Mapping[str, str], redis_image: str, folder: Path) -> Stack:
-    """Start Redis and the four services, and wait until all are healthy; on failure
-    everything started is removed."""
+    """Start Redis, the four services and the gateway, and wait until all are healthy and
+    the gateway ready; on failure everything started is removed."""
     network = f"chorus-images-{secrets.token_hex(4)}"
-    stack = Stack(docker, network, certificate_folders(folder, [*PORTS, "redis"]))
+    stack = Stack(docker, network, certificate_folders(folder, [*IMAGES, "redis"]))
     docker.output("network", "create", network)
     try:
         _run(
@@ -245,6 +278,11 @@ def start_stack(docker: Docker, images: Mapping[str, str], redis_image: str, fol
             options=["--publish", f"127.0.0.1::{PORTS['orchestrator']}"],
         )  # fmt: skip
         _wait(lambda: healthy(stack), stack, "every service healthy")
+        _run(
+            stack, "gateway", images["gateway"], _gateway_env(),
+            options=["--publish", f"127.0.0.1::{GATEWAY_PORT}"],
+        )  # fmt: skip
+        _wait(lambda: gateway_ready(stack), stack, "the gateway ready")
     except BaseException:
         stack.remove()
         raise

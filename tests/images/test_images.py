@@ -1,5 +1,6 @@
-"""The four images, built from the one Dockerfile and run hardened on a Docker network with
-TLS on every hop, serve Speak and ComposeMessage to a caller with an API key.
+"""The five images, built from the one Dockerfile and run hardened on a Docker network with
+TLS on every hop, serve Speak and ComposeMessage to a caller with an API key, and the
+gateway serves OpenAI's speech API over them.
 
 `make test-images` runs this (never `make test`); it skips without a Docker engine.
 """
@@ -9,7 +10,9 @@ from __future__ import annotations
 import io
 
 import grpc
+import httpx
 import numpy as np
+import openai
 import pytest
 from chorus.orchestrator.v1 import orchestrator_pb2 as pb
 from chorus.orchestrator.v1 import orchestrator_pb2_grpc
@@ -19,8 +22,9 @@ from PIL import Image as PilImage
 from services.common.pcm import SampleFormat, decode
 from services.common.wav import read_wav
 from tests.images.conftest import BUILD_TIMEOUT_S
-from tests.images.stack import INNER, PORTS, Stack
+from tests.images.stack import IMAGES, INNER, PORTS, Stack
 from tests.orchestrator.test_e2e import portrait_jpeg
+from tests.support.compressed_audio import decode_mp3
 
 IMAGE_USER = "10001"
 """The uid the Chorus images run as (their USER); the manifests' runAsUser."""
@@ -39,6 +43,7 @@ def loud(samples: np.ndarray) -> bool:
 def test_every_container_runs_as_non_root_on_a_read_only_root(stack: Stack) -> None:
     """Each container's user is not root (the Chorus images' uid 10001, from their USER,
     never given at `docker run`), its root filesystem read-only, its capabilities dropped."""
+    assert set(IMAGES) <= set(stack.containers), stack.containers
     for name, container in stack.containers.items():
         user, read_only, dropped = stack.docker.output(
             "inspect",
@@ -50,7 +55,7 @@ def test_every_container_runs_as_non_root_on_a_read_only_root(stack: Stack) -> N
         assert read_only == "true", name
         assert "ALL" in dropped, name
         assert uid != "0", name
-        if name in PORTS:
+        if name in IMAGES:
             assert user == f"{IMAGE_USER}:{IMAGE_USER}", name
             assert uid == IMAGE_USER, name
         written = stack.docker.attempt("exec", container, "touch", "/app/written")
@@ -150,3 +155,60 @@ def test_inner_services_answer_only_mutual_tls(stack: Stack) -> None:
         assert outcomes[target, "mutual-tls"] == "SERVING", printed
         assert outcomes[target, "tls-without-certificate"] == "UNAVAILABLE", printed
         assert outcomes[target, "plaintext"] == "UNAVAILABLE", printed
+
+
+SPEECH = {"model": "tts-1", "voice": "alloy", "input": TEXT}
+"""An OpenAI speech request's body, as the SDK sends it."""
+
+
+def test_gateway_is_ready(stack: Stack) -> None:
+    """/readyz: 200 once the stack is up, the orchestrator's health asked over TLS."""
+    ready = httpx.get(f"{stack.gateway_url()}/readyz", timeout=30)
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"status": "ready"}
+
+
+def test_openai_speech_through_the_gateway(stack: Stack) -> None:
+    """The official client, pointed at the published gateway port with the stack's key,
+    streams MP3 frames of real speech: host to gateway, gateway to the orchestrator over
+    TLS, the orchestrator to tts over mutual TLS."""
+    client = openai.OpenAI(
+        base_url=f"{stack.gateway_url()}/v1", api_key=stack.api_key, max_retries=0, timeout=180
+    )
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input=TEXT, response_format="mp3"
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "audio/mpeg"
+        assert response.headers["x-trace-id"]
+        chunks = list(response.iter_bytes())
+    data = b"".join(chunks)
+    assert data, "no audio"
+    # An MPEG audio frame header: 11 bits of frame sync, then Layer III.
+    assert data[0] == 0xFF, data[:4].hex()
+    assert data[1] & 0xE0 == 0xE0, data[:4].hex()
+    assert data[1] & 0x06 == 0x02, data[:4].hex()
+    samples, rate = decode_mp3(data)
+    assert rate == 24000
+    assert samples.size / rate > 1.0
+    assert loud(samples)
+
+
+def test_gateway_refuses_a_request_without_the_key(stack: Stack) -> None:
+    """No key: 401 with OpenAI's error body (the orchestrator's UNAUTHENTICATED, mapped);
+    a wrong key through the SDK: its AuthenticationError."""
+    refused = httpx.post(f"{stack.gateway_url()}/v1/audio/speech", json=SPEECH, timeout=60)
+    assert refused.status_code == 401, refused.text
+    error = refused.json()["error"]
+    assert error["type"] == "authentication_error", error
+    assert error["code"] == "unauthenticated", error
+    assert error["message"], error
+    assert set(error) == {"message", "type", "param", "code"}, error
+
+    client = openai.OpenAI(
+        base_url=f"{stack.gateway_url()}/v1", api_key="not-the-key", max_retries=0, timeout=60
+    )
+    with pytest.raises(openai.AuthenticationError) as wrong:
+        client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT)
+    assert wrong.value.status_code == 401
+    assert wrong.value.code == "unauthenticated"
