@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -214,25 +214,36 @@ def run_service(
     asyncio.run(build_and_serve())
 
 
+@contextlib.asynccontextmanager
+async def process_lifetime(
+    telemetry: Telemetry, host: str, metrics_port: int
+) -> AsyncIterator[tuple[contextlib.AsyncExitStack, asyncio.Event]]:
+    """A server process's life: yields an exit stack for what the body starts and an event
+    set by SIGTERM or SIGINT. On exit, what the body pushed is undone first (the server
+    drains), then the metrics endpoint on ``metrics_port`` (0: none) closes, then telemetry
+    is flushed and shut down."""
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested.set)
+    async with contextlib.AsyncExitStack() as started:
+        started.callback(telemetry.shutdown)
+        if metrics_port:
+            metrics = start_metrics_endpoint(telemetry.prometheus_registry, host, metrics_port)
+            started.push_async_callback(metrics.stop)
+        yield started, stop_requested
+
+
 async def serve(service: ChorusService, settings: ServerSettings, telemetry: Telemetry) -> None:
     """Run ``service`` until SIGTERM or SIGINT, then shut down gracefully.
 
     When ``settings.metrics_port`` is set, Prometheus can scrape ``/metrics`` there from
     before the models load until the last RPC has ended.
     """
-    stop_requested = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop_requested.set)
-
-    # Undone in reverse: the gRPC server drains, then the endpoint closes, then telemetry.
-    async with contextlib.AsyncExitStack() as started:
-        started.callback(telemetry.shutdown)
-        if settings.metrics_port:
-            metrics = start_metrics_endpoint(
-                telemetry.prometheus_registry, settings.host, settings.metrics_port
-            )
-            started.push_async_callback(metrics.stop)
+    async with process_lifetime(telemetry, settings.host, settings.metrics_port) as (
+        started,
+        stop_requested,
+    ):
         running = await start_server(service, settings, telemetry)
         started.push_async_callback(running.stop, settings.grace_s)
         logger.info("listening on %s:%d, loading models", settings.host, running.port)

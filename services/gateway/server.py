@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import signal
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from services.common.logging_setup import configure_logging
-from services.common.metrics_endpoint import start_metrics_endpoint
+from services.common.server import process_lifetime
 from services.common.settings import load_settings
 from services.common.telemetry import Telemetry, configure_telemetry
 from services.gateway.app import build_app
@@ -120,18 +119,10 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 async def serve(settings: GatewaySettings, telemetry: Telemetry) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully (see the module)."""
-    stop_requested = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop_requested.set)
-    # Undone in reverse: the gateway drains, then the metrics endpoint closes, then telemetry.
-    async with contextlib.AsyncExitStack() as started:
-        started.callback(telemetry.shutdown)
-        if settings.metrics_port:
-            metrics = start_metrics_endpoint(
-                telemetry.prometheus_registry, settings.host, settings.metrics_port
-            )
-            started.push_async_callback(metrics.stop)
+    async with process_lifetime(telemetry, settings.host, settings.metrics_port) as (
+        started,
+        stop_requested,
+    ):
         running = await start_gateway(settings, telemetry)
         started.push_async_callback(running.stop)
         logger.info(

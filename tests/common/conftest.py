@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+import gc
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -18,3 +19,13 @@ async def espeak_tts() -> AsyncIterator[ServerUnderTest[TtsService]]:
     async with server_starter(ServerUnderTest) as start:
         settings = dataclasses.replace(TtsSettings(host="127.0.0.1", port=0), engine="espeak")
         yield await start(lambda telemetry: TtsService(settings, telemetry), settings, True)
+
+
+@pytest.fixture
+def no_garbage_collection() -> Iterator[None]:
+    """Without the collector, only the code under test can close an abandoned handler."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
-import gc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -56,16 +55,6 @@ class StreamHandler:
         return grpc.method_handlers_generic_handler(
             "test.Streams", {"Forever": grpc.unary_stream_rpc_method_handler(self.stream)}
         )
-
-
-@pytest.fixture
-def no_garbage_collection() -> Iterator[None]:
-    """Without the collector, only the code under test can close an abandoned handler."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 async def guarded_server(handler: StreamHandler, stall_timeout_s: float) -> tuple[aio.Server, str]:

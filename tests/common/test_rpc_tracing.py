@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import gc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -44,16 +43,6 @@ class Counting:
             except ValueError as error:
                 self.close_errors.append(error)
             self.closed.set()
-
-
-@pytest.fixture
-def no_garbage_collection() -> Iterator[None]:
-    """Without the collector, only the code under test can close an abandoned handler."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @pytest.mark.usefixtures("no_garbage_collection")
