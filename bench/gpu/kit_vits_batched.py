@@ -33,7 +33,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,31 +107,13 @@ async def measure(
         await asyncio.to_thread(scheduler.join, 10.0)
 
 
-def run_config(
-    name: str, folder: Path, device: str, args: argparse.Namespace, requests_per_client: int
-) -> dict[str, object]:
-    """Load the engine as the config asks, warm it up, measure every concurrency."""
-    batched, compiled = CONFIGS[name]
-    max_batch = args.max_batch if batched else 1
-    batch_sizes: collections.Counter[int] = collections.Counter()
-
-    def count(requests: Sequence[VitsRequest]) -> None:
-        batch_sizes[len(requests)] += 1
-
-    result: dict[str, object] = {"max_batch": max_batch}
-    half = args.half == "on"
+def load_engine(
+    make: Callable[[bool], CoquiEngine], half: bool, device: str, result: dict[str, object]
+) -> CoquiEngine:
+    """``make(half)`` loaded and warmed up (graphs captured), its time and precision noted
+    in ``result``; if random weights overflow in float16, made again in float32."""
     for attempt in ("as asked", "half precision off"):
-        engine = CoquiEngine(
-            str(folder),
-            device=device,
-            half_precision=half,
-            max_batch=max_batch,
-            batch_window_ms=args.window_ms,
-            compile_mode=args.compile if compiled else "off",
-            token_buckets=args.token_buckets,
-            frame_buckets=args.frame_buckets,
-            on_batch=count,
-        )
+        engine = make(half)
         started = time.perf_counter()
         engine.load()
         try:
@@ -144,12 +126,42 @@ def run_config(
             result["half_precision_refused"] = str(error)
             half = False
             continue
-        break
-    result.update(
-        warm_up_s=round(time.perf_counter() - started, 2),
-        compile_mode=engine.compile_mode,
-        half_precision=half and device.startswith("cuda"),
-    )
+        result.update(
+            warm_up_s=round(time.perf_counter() - started, 2),
+            half_precision=half and device.startswith("cuda"),
+        )
+        return engine
+    raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+def run_config(
+    name: str, folder: Path, device: str, args: argparse.Namespace, requests_per_client: int
+) -> dict[str, object]:
+    """Load the engine as the config asks, warm it up, measure every concurrency."""
+    batched, compiled = CONFIGS[name]
+    max_batch = args.max_batch if batched else 1
+    batch_sizes: collections.Counter[int] = collections.Counter()
+
+    def count(requests: Sequence[VitsRequest]) -> None:
+        batch_sizes[len(requests)] += 1
+
+    result: dict[str, object] = {"max_batch": max_batch}
+
+    def make(half: bool) -> CoquiEngine:
+        return CoquiEngine(
+            str(folder),
+            device=device,
+            half_precision=half,
+            max_batch=max_batch,
+            batch_window_ms=args.window_ms,
+            compile_mode=args.compile if compiled else "off",
+            token_buckets=args.token_buckets,
+            frame_buckets=args.frame_buckets,
+            on_batch=count,
+        )
+
+    engine = load_engine(make, args.half == "on", device, result)
+    result["compile_mode"] = engine.compile_mode
     # Enough engine threads per copy for a batch to gather while the last one runs.
     workers = 2 * max_batch if batched else 1
     try:

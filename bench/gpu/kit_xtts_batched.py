@@ -42,7 +42,7 @@ from typing import Any
 from opentelemetry.trace import NoOpTracer
 
 from bench.gpu.kit_vision_batching import UtilisationSampler, gpu_description
-from bench.gpu.kit_vits_batched import cuda_memory
+from bench.gpu.kit_vits_batched import cuda_memory, load_engine
 from bench.load import drive
 from bench.tts_ttfa import TEXTS
 from devtools.builders.tiny_xtts import build_xtts
@@ -204,33 +204,6 @@ async def measure(
     return figures
 
 
-def load_engine(
-    folder: Path, device: str, max_streams: int, half: bool, result: dict[str, object]
-) -> CoquiEngine:
-    """Load and warm up; if random weights overflow in float16, again in float32."""
-    for attempt in ("as asked", "half precision off"):
-        engine = CoquiEngine(
-            str(folder), device=device, half_precision=half, xtts_max_streams=max_streams
-        )
-        started = time.perf_counter()
-        engine.load()
-        try:
-            engine.warm_up()
-        except RuntimeError as error:
-            engine.close()
-            if not half or attempt != "as asked":
-                raise
-            result["half_precision_refused"] = str(error)
-            half = False
-            continue
-        result.update(
-            load_and_warm_up_s=round(time.perf_counter() - started, 2),
-            half_precision=half and device.startswith("cuda"),
-        )
-        return engine
-    raise AssertionError("unreachable")
-
-
 def run_config(
     max_streams: int,
     folder: Path,
@@ -240,7 +213,14 @@ def run_config(
 ) -> dict[str, object]:
     """Measure every concurrency with ``xtts_max_streams`` set to ``max_streams``."""
     result: dict[str, object] = {"xtts_max_streams": max_streams}
-    engine = load_engine(folder, device, max_streams, args.half == "on", result)
+    engine = load_engine(
+        lambda half: CoquiEngine(
+            str(folder), device=device, half_precision=half, xtts_max_streams=max_streams
+        ),
+        args.half == "on",
+        device,
+        result,
+    )
     # As the settings advise: engine threads to match the streams a copy decodes at once.
     workers = max_streams
     result["engine_workers"] = workers
