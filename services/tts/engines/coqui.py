@@ -465,11 +465,10 @@ class CoquiEngine(SpeechEngine):
         import torch
 
         with torch.inference_mode(), self._precision():
-            if self._architecture == "xtts" and self._xtts_decoders is not None:
-                decoder = self._xtts_decoders.for_model(model)
-                _speak_xtts_batched(decoder, text, voice, rate, sink)
-            elif self._architecture == "xtts":
-                _speak_xtts(model, text, voice, rate, sink)
+            if self._architecture == "xtts":
+                decoders = self._xtts_decoders
+                decoder = decoders.for_model(model) if decoders is not None else None
+                _speak_xtts(model, text, voice, rate, sink, decoder)
             else:
                 _speak_vits(model, text, voice, rate, sink, words)
 
@@ -601,41 +600,26 @@ def _token_symbols(tokenizer: Any, tokens: list[int]) -> tuple[str, list[int]]:
     return "".join(symbols), token_of
 
 
-def _speak_xtts(model: Any, text: str, voice: _Voice, rate: float, sink: ChunkSink) -> None:
-    """Chunks as XTTS's streaming decoder makes them, then the sentence's pause."""
+def _speak_xtts(
+    model: Any,
+    text: str,
+    voice: _Voice,
+    rate: float,
+    sink: ChunkSink,
+    decoder: XttsDecoder | None = None,
+) -> None:
+    """Chunks as XTTS's streaming decoder makes them, then the sentence's pause; with
+    ``decoder``, its GPT decoding is done there, in a batch with other sentences."""
     conditioning = model.speaker_manager.speakers[voice.speaker]
-    chunks = model.inference_stream(
-        text,
-        voice.language,
-        conditioning["gpt_cond_latent"],
-        conditioning["speaker_embedding"],
-        speed=rate,
-    )
+    latents, embedding = conditioning["gpt_cond_latent"], conditioning["speaker_embedding"]
+    if decoder is None:
+        chunks = model.inference_stream(text, voice.language, latents, embedding, speed=rate)
+    else:
+        assert voice.language is not None  # XTTS voices always have one
+        chunks = xtts_audio(decoder, text, voice.language, latents, embedding, speed=rate)
     with contextlib.closing(chunks):
         for chunk in chunks:
             # Copied: on the CPU the chunk is a view into a tensor XTTS goes on using.
-            if not sink(chunk.detach().float().cpu().numpy().copy()):
-                return
-    sink(np.zeros(_SENTENCE_PAUSE_SAMPLES, dtype=np.float32))
-
-
-def _speak_xtts_batched(
-    decoder: XttsDecoder, text: str, voice: _Voice, rate: float, sink: ChunkSink
-) -> None:
-    """As ``_speak_xtts``, the GPT decoding done by ``decoder`` in a batch with other
-    sentences."""
-    assert voice.language is not None  # XTTS voices always have one
-    conditioning = decoder.model.speaker_manager.speakers[voice.speaker]
-    chunks = xtts_audio(
-        decoder,
-        text,
-        voice.language,
-        conditioning["gpt_cond_latent"],
-        conditioning["speaker_embedding"],
-        speed=rate,
-    )
-    with contextlib.closing(chunks):
-        for chunk in chunks:
             if not sink(chunk.detach().float().cpu().numpy().copy()):
                 return
     sink(np.zeros(_SENTENCE_PAUSE_SAMPLES, dtype=np.float32))
