@@ -120,8 +120,9 @@ class UpstreamTls:
 
 
 class Upstream:
-    """One inner service: its name for errors, and the channel every call shares (each
-    call owned by the CallScope of the RPC it is made for); over TLS with ``tls``.
+    """One service this process calls (the orchestrator's inner services; the gateway's
+    orchestrator): its name for errors, and the channel every call shares (each call owned
+    by the CallScope of the RPC it is made for, when there is one); over TLS with ``tls``.
 
     With TLS, the files are looked at again (a ``stat`` each) when a call asks for the
     channel at least ``tls_check_interval_s`` after the last look; once they changed
