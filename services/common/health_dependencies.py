@@ -79,6 +79,7 @@ class DependencyHealth:
         # dependency is down must not look ready for an instant.
         self._available = {d.health_name: False for d in self._dependencies}
         self._watchers: list[asyncio.Task[None]] = []
+        self._abandoned: set[asyncio.Future[None]] = set()
         # One publication at a time, each of the whole current state: a set() can wait
         # (behind a Watch stream writing), and a stale overall status must not land last.
         self._publishing = asyncio.Lock()
@@ -118,8 +119,21 @@ class DependencyHealth:
             if state == grpc.ChannelConnectivity.SHUTDOWN:
                 return
             # Woken at least every _CHANNEL_RECHECK_S to follow a channel replaced meanwhile.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(channel.wait_for_state_change(state), _CHANNEL_RECHECK_S)
+            change = asyncio.ensure_future(channel.wait_for_state_change(state))
+            try:
+                await asyncio.wait((change,), timeout=_CHANNEL_RECHECK_S)
+            finally:
+                # Not awaited (as asyncio.wait_for would): gRPC's watch ends only once the
+                # channel changes or closes, and would hold this task's stop till then.
+                self._abandon(change)
+
+    def _abandon(self, change: asyncio.Future[None]) -> None:
+        """Cancel a channel watch no longer waited for, keeping it until it ends."""
+        if change.done():
+            return
+        change.cancel()
+        self._abandoned.add(change)
+        change.add_done_callback(self._abandoned.discard)
 
     async def _publish(self, health_servicer: health.aio.HealthServicer) -> None:
         """Set every dependency's name, then the overall one from the required ones.
