@@ -23,6 +23,8 @@ import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2
 
+from services.common.abandoned_futures import abandon
+
 OVERALL_HEALTH = ""
 """The health name that stands for the whole server."""
 
@@ -79,7 +81,6 @@ class DependencyHealth:
         # dependency is down must not look ready for an instant.
         self._available = {d.health_name: False for d in self._dependencies}
         self._watchers: list[asyncio.Task[None]] = []
-        self._abandoned: set[asyncio.Future[None]] = set()
         # One publication at a time, each of the whole current state: a set() can wait
         # (behind a Watch stream writing), and a stale overall status must not land last.
         self._publishing = asyncio.Lock()
@@ -125,15 +126,7 @@ class DependencyHealth:
             finally:
                 # Not awaited (as asyncio.wait_for would): gRPC's watch ends only once the
                 # channel changes or closes, and would hold this task's stop till then.
-                self._abandon(change)
-
-    def _abandon(self, change: asyncio.Future[None]) -> None:
-        """Cancel a channel watch no longer waited for, keeping it until it ends."""
-        if change.done():
-            return
-        change.cancel()
-        self._abandoned.add(change)
-        change.add_done_callback(self._abandoned.discard)
+                abandon(change)
 
     async def _publish(self, health_servicer: health.aio.HealthServicer) -> None:
         """Set every dependency's name, then the overall one from the required ones.

@@ -7,7 +7,6 @@ every call carries what is left of the caller's deadline (``remaining_s``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,6 +16,7 @@ from chorus.audio.v1 import audio_pb2
 from chorus.prosody.v1 import prosody_pb2, prosody_pb2_grpc
 from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 
+from services.common.abandoned_futures import abandon
 from services.common.audio_codecs import EncodedChunk, Encoding
 from services.common.audio_proto import encoding_proto
 from services.common.pcm import SampleFormat
@@ -218,21 +218,24 @@ async def _until(
     """``items`` until they end or ``finished`` is set, whichever comes first; a wait for
     the next item that ``finished`` cuts short is cancelled (the iterator sees it)."""
     stop = asyncio.ensure_future(finished.wait())
+    item: asyncio.Future[RequestT] | None = None
     try:
         while True:
             item = asyncio.ensure_future(anext(items))
             await asyncio.wait((item, stop), return_when=asyncio.FIRST_COMPLETED)
             if not item.done():
-                item.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await item
                 return
             try:
                 yield item.result()
             except StopAsyncIteration:
                 return
     finally:
-        stop.cancel()
+        # Also when this generator is itself cancelled or closed mid-wait (gRPC's request
+        # consumer stopped): a read left behind would end with the caller's call, in an
+        # error no one retrieves.
+        if item is not None:
+            abandon(item)
+        abandon(stop)
 
 
 def _synthesize_request(

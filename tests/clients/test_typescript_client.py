@@ -121,6 +121,10 @@ async def suite(suite_logs: Path) -> AsyncIterator[dict[str, str]]:
         yield {name: process.address for name, process in processes.items()}
 
 
+LOG_RECORD = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} ")
+"""The start of a record in a service's log (see services/common/logging_setup.py)."""
+
+
 def portrait_jpeg() -> bytes:
     buffer = io.BytesIO()
     PilImage.fromarray(data.astronaut()).save(buffer, format="JPEG")
@@ -128,10 +132,19 @@ def portrait_jpeg() -> bytes:
 
 
 def logged_errors(folder: Path) -> dict[str, list[str]]:
-    """The ERROR lines of each service log in ``folder`` that has any."""
+    """The ERROR records of each service log in ``folder`` that has any, each with the
+    lines that continue it (a traceback), so that a failure says where it came from."""
     found = {}
     for log in sorted(folder.glob("*.log")):
-        errors = [line for line in log.read_text().splitlines() if " ERROR " in line]
+        errors: list[str] = []
+        in_error = False
+        for line in log.read_text().splitlines():
+            if LOG_RECORD.match(line):
+                in_error = " ERROR " in line
+                if in_error:
+                    errors.append(line)
+            elif in_error:
+                errors[-1] += "\n" + line
         if errors:
             found[log.name] = errors
     return found
