@@ -189,6 +189,7 @@ class RealtimeSpeech:
         self._orchestrator = orchestrator
         self._keys = keys
         self._timeout_s = settings.realtime_timeout_s
+        self._config_timeout_s = settings.realtime_config_timeout_s
         self._metrics = metrics
 
     async def handle(self, websocket: WebSocket) -> None:
@@ -215,7 +216,7 @@ class RealtimeSpeech:
             pass
 
     async def _converse(self, websocket: WebSocket) -> None:
-        first = opening(await _receive(websocket))
+        first = opening(await self._first_message(websocket))
         credentials = self._keys.credentials(websocket, first.api_key)
         call = self._orchestrator.stub.SpeakStream(
             metadata=credentials.metadata(), timeout=self._timeout_s
@@ -238,6 +239,20 @@ class RealtimeSpeech:
             inbound.cancel()
             outbound.cancel()
             await asyncio.gather(inbound, outbound, return_exceptions=True)
+
+    async def _first_message(self, websocket: WebSocket) -> JsonObject:
+        """The client's first message, which must come soon: a socket opened and left
+        silent costs the gateway a connection, and no call has been made to end it."""
+        try:
+            async with asyncio.timeout(self._config_timeout_s):
+                return await _receive(websocket)
+        except TimeoutError:
+            raise ApiError(
+                408,
+                f"config: none within {self._config_timeout_s:g} s of opening",
+                param="config",
+                code="timeout",
+            ) from None
 
 
 async def _relay_in(conversation: _Conversation, first: pb.SpeakStreamRequest) -> None:

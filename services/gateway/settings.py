@@ -63,6 +63,13 @@ class GatewaySettings:
     realtime_timeout_s: float = dataclasses.field(
         default=3600.0, metadata={"help": "deadline of a WebSocket's SpeakStream call"}
     )
+    realtime_config_timeout_s: float = dataclasses.field(
+        default=10.0,
+        metadata={
+            "help": "a WebSocket whose first message (its config) has not come within this "
+            "is closed (4408)"
+        },
+    )
     max_json_bytes: int = dataclasses.field(
         default=64 * 1024, metadata={"help": "largest JSON request body"}
     )

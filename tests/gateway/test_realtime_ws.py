@@ -13,7 +13,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.gateway.harness import API_KEY, AUTHORIZATION, Gateway
+from tests.gateway.harness import API_KEY, AUTHORIZATION, Gateway, running_gateway
+from tests.orchestrator.real_suite import Suite
 
 pytestmark = pytest.mark.asyncio(loop_scope="package")
 
@@ -219,3 +220,12 @@ async def test_a_speaking_rate_in_the_config_speeds_the_speech_up(gateway: Gatew
         await send(ws, type="text", text="Too fast.")
         error = of_type(await until(ws, "error"), "error")[0]["error"]
     assert error["param"] == "speaking_rate"
+
+
+async def test_a_socket_left_silent_is_closed_naming_config(suite: Suite) -> None:
+    async with running_gateway(suite.orchestrator.address, realtime_config_timeout_s=0.2) as quick:
+        error, close_code, reason = await refusal(quick)
+    assert error["param"] == "config"
+    assert error["code"] == "timeout"
+    assert close_code == 4408
+    assert reason.startswith("config: none within 0.2 s")
