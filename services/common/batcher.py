@@ -71,8 +71,8 @@ class Batcher(Generic[ItemT, ResultT]):
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
-        if window_s < 0:
-            raise ValueError(f"window_s must not be negative, not {window_s}")
+        if not window_s >= 0:  # NaN too
+            raise ValueError(f"window_s must be 0 or more, not {window_s}")
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
         self.max_batch = max_batch
@@ -82,7 +82,7 @@ class Batcher(Generic[ItemT, ResultT]):
         self._pending: list[_Pending[ItemT, ResultT]] = []
         self._changed = threading.Condition()
         self._closed = False
-        self._workers = workers
+        self.workers = workers
         self._busy = 0  # workers running a batch
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{index}", daemon=True)
@@ -93,9 +93,9 @@ class Batcher(Generic[ItemT, ResultT]):
 
     @property
     def waiting(self) -> int:
-        """Items queued for a batch that has not started yet."""
+        """Items queued for a batch that has not started yet (not counting cancelled ones)."""
         with self._changed:
-            return len(self._pending)
+            return sum(not pending.future.cancelled() for pending in self._pending)
 
     def submit(self, item: ItemT) -> Future[ResultT]:
         """Queue ``item`` for the next batch; its future holds its result or exception.
@@ -108,7 +108,7 @@ class Batcher(Generic[ItemT, ResultT]):
             if self._closed:
                 raise BatcherClosed("batcher closed")
             # Every worker busy: the item waits for one anyway, no window on top of that.
-            window = self.window_s if self._busy < self._workers else 0.0
+            window = self.window_s if self._busy < self.workers else 0.0
             self._pending.append(_Pending(item, future, time.monotonic() + window))
             self._changed.notify()
         return future
@@ -150,6 +150,8 @@ class Batcher(Generic[ItemT, ResultT]):
             while True:
                 if self._closed:
                     return None
+                # A cancelled item gives up its place in the batch to the one behind it.
+                self._pending = [p for p in self._pending if not p.future.cancelled()]
                 if self._pending:
                     wait_s = min(pending.due for pending in self._pending) - time.monotonic()
                     if len(self._pending) >= self.max_batch or wait_s <= 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,8 +17,9 @@ from services.common.cache import ResultCache
 from services.common.devices import torch_cuda_available
 from services.common.server import run_service
 from services.common.telemetry import Telemetry
-from services.vision.batcher import BatchPolicy, DetectionBatcher
+from services.vision.batcher import BatchRun, DetectionBatcher
 from services.vision.engines import create_detector, create_matting
+from services.vision.engines.base import Image
 from services.vision.engines.prepared import PreparingDetector
 from services.vision.pipeline import VisionPipeline
 from services.vision.servicer import VisionServicer
@@ -74,6 +75,8 @@ class VisionService:
     async def close(self) -> None:
         """Close the cache's connections and the model threads."""
         await self.cache.close()
+        if self.batcher is not None:
+            await asyncio.to_thread(self.batcher.close)
         self._executor.shutdown(wait=False, cancel_futures=True)
         for model in (self.detector, self.matting):
             model.close()
@@ -90,25 +93,23 @@ class VisionService:
         limits = settings.batch_limits("cuda" if on_gpu else "cpu")
         if not detector.batches or not wanted or limits.max_batch < 2:
             return None
-        policy = BatchPolicy(limits.max_batch, limits.window_ms / 1000, settings.batch_in_flight)
-        sizes = _batch_size_histogram(telemetry.meter, policy.max_batch)
+        sizes = _batch_size_histogram(telemetry.meter, limits.max_batch)
         logger.info(
             "batching detections: at most %d images, window %g ms, %d batch(es) at once",
-            policy.max_batch, limits.window_ms, policy.max_in_flight,
+            limits.max_batch, limits.window_ms, settings.batch_in_flight,
         )  # fmt: skip
         if isinstance(detector, PreparingDetector):
             preparing: PreparingDetector[Any] = detector
-            return DetectionBatcher(
-                preparing.detect_prepared,
-                self._executor,
-                policy,
-                prepare=preparing.prepare,
-                on_batch=sizes.record,
-            )
+            run: BatchRun[Any] = preparing.detect_prepared
+            prepare: Callable[[Image], Any] | None = preparing.prepare
+        else:
+            run, prepare = detector.detect_batch, None
         return DetectionBatcher(
-            detector.detect_batch,
-            self._executor,
-            policy,
+            run,
+            max_batch=limits.max_batch,
+            window_s=limits.window_ms / 1000,
+            max_in_flight=settings.batch_in_flight,
+            prepare=prepare,
             on_batch=sizes.record,
         )
 

@@ -130,15 +130,15 @@ def test_a_wrong_number_of_results_fails_each_item_on_its_own(
     assert (one.result(WAIT_S), two.result(WAIT_S)) == (0, 0)
 
 
-def test_an_item_cancelled_before_its_batch_is_left_out(
+def test_an_item_cancelled_before_its_batch_gives_its_place_to_the_next(
     make: MakeBatcher, batches: list[list[int]]
 ) -> None:
     batcher = make(doubled, max_batch=3, window_s=NEVER_S)
     cancelled = batcher.submit(1)
     assert cancelled.cancel()
-    rest = [batcher.submit(item) for item in (2, 3)]
-    assert [future.result(WAIT_S) for future in rest] == [4, 6]
-    assert batches == [[2, 3]]
+    rest = [batcher.submit(item) for item in (2, 3, 4)]
+    assert [future.result(WAIT_S) for future in rest] == [4, 6, 8]
+    assert batches == [[2, 3, 4]]
     with pytest.raises(CancelledError):
         cancelled.result(0)
 
@@ -177,7 +177,8 @@ def test_close_fails_waiting_items_and_refuses_new_ones(batches: list[list[int]]
     ("options", "message"),
     [
         ({"max_batch": 0, "window_s": 0.0}, "max_batch must be at least 1"),
-        ({"max_batch": 1, "window_s": -1.0}, "window_s must not be negative"),
+        ({"max_batch": 1, "window_s": -1.0}, "window_s must be 0 or more"),
+        ({"max_batch": 1, "window_s": float("nan")}, "window_s must be 0 or more"),
         ({"max_batch": 1, "window_s": 0.0, "workers": 0}, "workers must be at least 1"),
     ],
 )

@@ -1,10 +1,11 @@
-"""The detection batcher's policy and mechanics, by structure: which requests went to the
-model together, never how long anything took.
+"""The detection batcher, by structure: which requests went to the model together, and
+what each got back, never how long anything took. (When a batch leaves is the common
+batcher's policy, tested in tests/common/test_batcher.py; here it is seen through the
+detector's own parts: preparation, thresholds and limits, failures, cancellation.)
 
 The model here is a batch function that answers each image with detections scored from
 its pixel value, and can hold each call in its thread until the test lets it go, so a test
-knows that a batch is running while more requests arrive. Time, where the window matters,
-is a fake clock the test moves by hand.
+knows that a batch is running while more requests arrive.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
-from services.vision.batcher import BatchPolicy, DetectionBatcher
+from services.vision.batcher import DetectionBatcher
 from services.vision.engines.base import Box, Detection, Image
 from tests.support.waiting import WAIT_S, wait_until
 
@@ -76,57 +75,41 @@ class Model:
             self._go.set()
 
 
-@dataclass
-class FakeClock:
-    """Time that moves only when the test says; timers fire as it passes them."""
-
-    now: float = 100.0
-    timers: list[tuple[float, Callable[[], object], list[bool]]] = field(default_factory=list)
-
-    def time(self) -> float:
-        return self.now
-
-    def call_at(self, when: float, callback: Callable[[], object]) -> _Handle:
-        cancelled = [False]
-        self.timers.append((when, callback, cancelled))
-        return _Handle(cancelled)
-
-    @property
-    def armed(self) -> list[float]:
-        """When the timers not cancelled nor fired are set for."""
-        return [when for when, _, cancelled in self.timers if not cancelled[0]]
-
-    def advance(self, to: float) -> None:
-        self.now = to
-        due = [timer for timer in self.timers if timer[0] <= to and not timer[2][0]]
-        for _when, callback, cancelled in sorted(due, key=lambda timer: timer[0]):
-            cancelled[0] = True
-            callback()
+@pytest.fixture
+def made() -> Iterator[list[DetectionBatcher[Image]]]:
+    """The batchers a test made, closed after it."""
+    batchers: list[DetectionBatcher[Image]] = []
+    yield batchers
+    for made_batcher in batchers:
+        made_batcher.close()
 
 
-@dataclass
-class _Handle:
-    cancelled: list[bool]
+@pytest.fixture
+def batcher(made: list[DetectionBatcher[Image]]) -> Callable[..., DetectionBatcher[Image]]:
+    """Makes a batcher over a model, closed after the test."""
 
-    def cancel(self) -> None:
-        self.cancelled[0] = True
+    def make(
+        model: Model,
+        max_batch: int = 8,
+        window_s: float = 0.0,
+        in_flight: int = 1,
+        prepare: Callable[[Image], Image] | None = None,
+    ) -> DetectionBatcher[Image]:
+        made.append(
+            DetectionBatcher(
+                model,
+                max_batch=max_batch,
+                window_s=window_s,
+                max_in_flight=in_flight,
+                prepare=prepare,
+            )
+        )
+        return made[-1]
+
+    return make
 
 
-def batcher(
-    model: Model,
-    max_batch: int = 8,
-    window_s: float = 0.0,
-    in_flight: int = 1,
-    clock: FakeClock | None = None,
-    prepare: Callable[[Image], Image] | None = None,
-) -> DetectionBatcher[Image]:
-    return DetectionBatcher(
-        model,
-        ThreadPoolExecutor(4),
-        BatchPolicy(max_batch, window_s, in_flight),
-        prepare=prepare,
-        clock=clock,
-    )
+MakeBatcher = Callable[..., DetectionBatcher[Image]]
 
 
 def scores(found: list[Detection]) -> list[int]:
@@ -134,92 +117,7 @@ def scores(found: list[Detection]) -> list[int]:
     return [round(d.score * 255) for d in found]
 
 
-# The policy alone, at times the test picks.
-
-
-def test_a_lone_request_is_due_when_the_window_has_passed() -> None:
-    policy = BatchPolicy(max_batch=8, window_s=0.005)
-    due = policy.due(arrived=10.0, in_flight=0)
-    assert due == 10.005
-    assert policy.batch_now(now=10.004, waiting=1, earliest_due=due, in_flight=0) == 0
-    assert policy.batch_now(now=due, waiting=1, earliest_due=due, in_flight=0) == 1
-
-
-def test_a_full_batch_is_due_at_once_and_no_larger() -> None:
-    policy = BatchPolicy(max_batch=4, window_s=3600)
-    due = policy.due(arrived=0.0, in_flight=0)
-    assert policy.batch_now(now=0.0, waiting=3, earliest_due=due, in_flight=0) == 0
-    assert policy.batch_now(now=0.0, waiting=4, earliest_due=due, in_flight=0) == 4
-    assert policy.batch_now(now=0.0, waiting=9, earliest_due=due, in_flight=0) == 4
-
-
-def test_requests_arriving_to_a_busy_device_wait_for_it_not_for_the_window() -> None:
-    policy = BatchPolicy(max_batch=8, window_s=3600, max_in_flight=1)
-    due = policy.due(arrived=5.0, in_flight=1)
-    assert due == 5.0
-    # Nothing starts while the one slot is busy, however many wait ...
-    assert policy.batch_now(now=9.0, waiting=20, earliest_due=due, in_flight=1) == 0
-    # ... and the moment it frees, they go.
-    assert policy.batch_now(now=9.0, waiting=3, earliest_due=due, in_flight=0) == 3
-
-
-def test_more_batches_in_flight_when_allowed() -> None:
-    policy = BatchPolicy(max_batch=8, window_s=0.0, max_in_flight=2)
-    assert policy.due(arrived=1.0, in_flight=1) == 1.0
-    assert policy.batch_now(now=1.0, waiting=1, earliest_due=1.0, in_flight=1) == 1
-    assert policy.batch_now(now=1.0, waiting=1, earliest_due=1.0, in_flight=2) == 0
-
-
-@pytest.mark.parametrize(
-    ("max_batch", "window_s", "in_flight", "message"),
-    [
-        (0, 0.0, 1, "max_batch must be at least 1"),
-        (8, -1.0, 1, "window must be 0 or more"),
-        (8, float("nan"), 1, "window must be 0 or more"),
-        (8, 0.0, 0, "max_in_flight must be at least 1"),
-    ],
-)
-def test_policy_refuses_nonsense(
-    max_batch: int, window_s: float, in_flight: int, message: str
-) -> None:
-    with pytest.raises(ValueError, match=message):
-        BatchPolicy(max_batch, window_s, in_flight)
-
-
-# The batcher, on an event loop.
-
-
-async def test_a_lone_request_waits_for_the_window_and_no_longer() -> None:
-    clock = FakeClock()
-    model = Model()
-    detector = batcher(model, window_s=0.005, clock=clock)
-    request = asyncio.create_task(detector.detect(image(7), 0.0, 0))
-    await wait_until(lambda: bool(clock.armed), "the window's timer")
-    # Held for exactly the window from its arrival, not a moment longer ...
-    assert clock.armed == [100.005]
-    assert detector.batch_sizes == []
-    clock.advance(100.005)
-    # ... and then it goes, alone.
-    assert scores(await asyncio.wait_for(request, WAIT_S)) == [7, 4]
-    assert detector.batch_sizes == [1]
-
-
-async def test_requests_within_the_window_share_one_call_in_order() -> None:
-    clock = FakeClock()
-    model = Model()
-    detector = batcher(model, window_s=0.005, clock=clock)
-    requests = [asyncio.create_task(detector.detect(image(100 + i), 0.0, 0)) for i in range(5)]
-    await wait_until(lambda: detector.waiting == 5, "five requests waiting")
-    clock.advance(100.004)
-    assert detector.batch_sizes == []
-    clock.advance(100.005)
-    results = await asyncio.wait_for(asyncio.gather(*requests), WAIT_S)
-    assert model.calls == [[100, 101, 102, 103, 104]]
-    # Each request gets its own image's results.
-    assert [r[0].score * 255 for r in results] == pytest.approx([100, 101, 102, 103, 104])
-
-
-async def test_a_full_batch_goes_at_once_and_the_rest_follows() -> None:
+async def test_a_full_batch_goes_at_once_and_the_rest_follows(batcher: MakeBatcher) -> None:
     model = Model()
     # A window far longer than the test's bound: only full batches, and batches of
     # requests that waited for the busy model, can finish in time.
@@ -230,7 +128,7 @@ async def test_a_full_batch_goes_at_once_and_the_rest_follows() -> None:
     assert detector.batch_sizes == [3, 3]
 
 
-async def test_batches_grow_while_the_model_is_busy() -> None:
+async def test_batches_grow_while_the_model_is_busy(batcher: MakeBatcher) -> None:
     model = Model()
     detector = batcher(model, max_batch=4, window_s=0.0)
     with model.holding():
@@ -246,7 +144,9 @@ async def test_batches_grow_while_the_model_is_busy() -> None:
     assert model.calls == [[1], [2, 3, 4, 5], [6, 7, 8, 9], [10, 11]]
 
 
-async def test_a_request_arriving_during_a_run_goes_in_the_next_batch_as_it_ends() -> None:
+async def test_a_request_arriving_during_a_run_goes_in_the_next_batch_as_it_ends(
+    batcher: MakeBatcher,
+) -> None:
     model = Model()
     detector = batcher(model, max_batch=2, window_s=3600)
     with model.holding():
@@ -260,7 +160,7 @@ async def test_a_request_arriving_during_a_run_goes_in_the_next_batch_as_it_ends
     assert model.calls == [[1, 2], [3]]
 
 
-async def test_two_batches_in_flight_when_the_setting_allows() -> None:
+async def test_two_batches_in_flight_when_the_setting_allows(batcher: MakeBatcher) -> None:
     model = Model()
     detector = batcher(model, max_batch=2, window_s=0.0, in_flight=2)
     with model.holding():
@@ -270,12 +170,11 @@ async def test_two_batches_in_flight_when_the_setting_allows() -> None:
         await wait_until(lambda: model.started == 2, "the second batch running")
         third = asyncio.create_task(detector.detect(image(3), 0.0, 0))
         await wait_until(lambda: detector.waiting == 1, "the third waiting for a slot")
-        assert detector.in_flight == 2
     await asyncio.wait_for(asyncio.gather(first, second, third), WAIT_S)
     assert detector.batch_sizes == [1, 1, 1]
 
 
-async def test_each_request_keeps_its_own_threshold_and_limit() -> None:
+async def test_each_request_keeps_its_own_threshold_and_limit(batcher: MakeBatcher) -> None:
     model = Model()
     detector = batcher(model, max_batch=4, window_s=3600)
     # (pixel value, threshold, limit): detections score value/255 and value/510.
@@ -290,7 +189,7 @@ async def test_each_request_keeps_its_own_threshold_and_limit() -> None:
     assert [scores(found) for found in results] == [[200, 100], [200], [100], [250]]
 
 
-async def test_a_batch_asks_the_model_for_its_largest_limit() -> None:
+async def test_a_batch_asks_the_model_for_its_largest_limit(batcher: MakeBatcher) -> None:
     model = Model()
     detector = batcher(model, max_batch=3, window_s=3600)
     results = await asyncio.wait_for(
@@ -304,7 +203,9 @@ async def test_a_batch_asks_the_model_for_its_largest_limit() -> None:
     assert [scores(found) for found in results] == [[200], [100], []]
 
 
-async def test_a_failed_model_call_fails_its_batch_and_no_other() -> None:
+async def test_a_failed_model_call_fails_only_the_request_that_broke_it(
+    batcher: MakeBatcher,
+) -> None:
     model = Model()
     detector = batcher(model, max_batch=2, window_s=0.0)
     with model.holding():
@@ -316,18 +217,16 @@ async def test_a_failed_model_call_fails_its_batch_and_no_other() -> None:
     results = await asyncio.wait_for(
         asyncio.gather(before, *doomed, after, return_exceptions=True), WAIT_S
     )
-    assert model.calls == [[1], [POISON, 2], [3]]
-    assert all(isinstance(r, RuntimeError) for r in results[1:3])
-    before_found, after_found = results[0], results[3]
-    assert isinstance(before_found, list)
-    assert isinstance(after_found, list)
-    assert scores(before_found) == [1, 0]
-    assert scores(after_found) == [3, 2]
+    # The failed batch was run again image by image: only the poisoned one failed.
+    assert model.calls == [[1], [POISON, 2], [POISON], [2], [3]]
+    assert isinstance(results[1], RuntimeError)
+    found = [results[i] for i in (0, 2, 3)]
+    assert [scores(f) for f in found if isinstance(f, list)] == [[1, 0], [2, 1], [3, 2]]
     # The batcher goes on.
     assert scores(await detector.detect(image(4), 0.0, 0)) == [4, 2]
 
 
-async def test_an_image_that_fails_its_preparation_fails_alone() -> None:
+async def test_an_image_that_fails_its_preparation_fails_alone(batcher: MakeBatcher) -> None:
     def prepare(image: Image) -> Image:
         if value_of(image) == POISON:
             raise ValueError("not an image the model takes")
@@ -346,7 +245,7 @@ async def test_an_image_that_fails_its_preparation_fails_alone() -> None:
     assert [sorted(call) for call in model.calls] == [[1, 2]]
 
 
-async def test_a_cancelled_waiting_request_frees_its_place() -> None:
+async def test_a_cancelled_waiting_request_frees_its_place(batcher: MakeBatcher) -> None:
     model = Model()
     detector = batcher(model, max_batch=2, window_s=0.0)
     with model.holding():
@@ -362,21 +261,9 @@ async def test_a_cancelled_waiting_request_frees_its_place() -> None:
     assert waiting[3].cancelled()
 
 
-async def test_a_cancelled_lone_request_leaves_no_timer_and_no_batch() -> None:
-    clock = FakeClock()
-    model = Model()
-    detector = batcher(model, window_s=0.005, clock=clock)
-    request = asyncio.create_task(detector.detect(image(1), 0.0, 0))
-    await wait_until(lambda: bool(clock.armed), "the window's timer")
-    request.cancel()
-    await wait_until(lambda: detector.waiting == 0, "the request gone")
-    assert clock.armed == []
-    clock.advance(200.0)
-    assert detector.batch_sizes == []
-    assert model.calls == []
-
-
-async def test_a_request_cancelled_while_its_batch_runs_leaves_the_others_their_answers() -> None:
+async def test_a_request_cancelled_while_its_batch_runs_leaves_the_others_their_answers(
+    batcher: MakeBatcher,
+) -> None:
     model = Model()
     detector = batcher(model, max_batch=2, window_s=3600)
     with model.holding():
@@ -393,7 +280,7 @@ async def test_a_request_cancelled_while_its_batch_runs_leaves_the_others_their_
     assert model.calls == [[1, 2], [3, 4]]
 
 
-async def test_images_are_prepared_in_parallel_off_the_event_loop() -> None:
+async def test_images_are_prepared_in_parallel_off_the_event_loop(batcher: MakeBatcher) -> None:
     # Three preparations that each wait for the other two: they pass only if all three
     # run at once, in threads of their own (never one after another, nor on the loop).
     meeting = threading.Barrier(3, timeout=WAIT_S)

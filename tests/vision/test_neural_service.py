@@ -17,7 +17,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devtools.builders.tiny_vision_models import build_birefnet_like_onnx, build_yolo_pt
 from services.common.telemetry import Telemetry
-from services.vision.batcher import BatchPolicy
 from services.vision.server import VisionService
 from services.vision.settings import BATCH_DEFAULTS, VisionSettings
 from tests.support.service_harness import server_starter
@@ -147,12 +146,13 @@ async def test_batching_follows_the_settings_and_the_device_defaults(
     off = neural_settings(models, batching="off")
     async with server_starter(VisionServer) as start:
         for settings, policy in (
-            (explicit, BatchPolicy(6, 0.003, 2)),
-            (defaults, BatchPolicy(cpu.max_batch, cpu.window_ms / 1000, 1)),
+            (explicit, (6, 0.003, 2)),
+            (defaults, (cpu.max_batch, cpu.window_ms / 1000, 1)),
         ):
             server = await start(building(settings), settings, False)
-            assert server.service.batcher is not None
-            assert server.service.batcher.policy == policy
+            made = server.service.batcher
+            assert made is not None
+            assert (made.max_batch, made.window_s, made.max_in_flight) == policy
         server = await start(building(off), off, False)
         assert server.service.batcher is None
 
