@@ -24,7 +24,7 @@ from services.gateway.credentials import KeyCheck
 from services.gateway.errors import from_rpc_error, invalid
 from services.gateway.multipart_form import FormSpec, read_form
 from services.gateway.orchestrator_client import OrchestratorClient
-from services.gateway.request_bodies import limited_stream
+from services.gateway.request_bodies import BodyLimits, limited_stream
 from services.gateway.settings import GatewaySettings
 from services.gateway.streaming import ClosingStreamingResponse, read_until, replayed
 
@@ -120,10 +120,11 @@ class ComposeMessages:
             max_text_bytes=settings.max_field_bytes,
             max_file_bytes=settings.max_photo_bytes,
         )
-        self._max_body_bytes = (
+        self._body_limits = BodyLimits(
             settings.max_photo_bytes
             + len(_TEXT_PARTS) * settings.max_field_bytes
-            + _FORM_OVERHEAD_BYTES
+            + _FORM_OVERHEAD_BYTES,
+            settings.body_timeout_s,
         )
         self._timeout_s = settings.request_timeout_s
 
@@ -132,7 +133,7 @@ class ComposeMessages:
         credentials = self._keys.credentials(request)
         form = await read_form(
             request.headers.get("content-type", ""),
-            limited_stream(request, self._max_body_bytes),
+            limited_stream(request, self._body_limits),
             self._spec,
         )
         compose = compose_request(form.texts, form.files)

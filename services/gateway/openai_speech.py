@@ -24,7 +24,7 @@ from services.gateway.credentials import KeyCheck
 from services.gateway.errors import from_rpc_error, invalid
 from services.gateway.json_fields import JsonObject
 from services.gateway.orchestrator_client import OrchestratorClient
-from services.gateway.request_bodies import read_json_object
+from services.gateway.request_bodies import BodyLimits, read_json_object
 from services.gateway.settings import GatewaySettings
 from services.gateway.streaming import (
     ClosingStreamingResponse,
@@ -189,7 +189,7 @@ class OpenAiSpeech:
         self._orchestrator = orchestrator
         self._keys = keys
         self._voices = VoiceMap.parse(settings.voice_map)
-        self._max_json_bytes = settings.max_json_bytes
+        self._body_limits = BodyLimits(settings.max_json_bytes, settings.body_timeout_s)
         self._timeout_s = settings.request_timeout_s
         self._metrics = metrics
 
@@ -197,7 +197,7 @@ class OpenAiSpeech:
         """``POST /v1/audio/speech``."""
         started = time.perf_counter()
         credentials = self._keys.credentials(request)
-        body = await read_json_object(request, self._max_json_bytes)
+        body = await read_json_object(request, self._body_limits)
         speak, audio_format = speak_request(body, self._voices)
         call = self._orchestrator.stub.Speak(
             speak, metadata=credentials.metadata(), timeout=self._timeout_s

@@ -70,6 +70,12 @@ class GatewaySettings:
             "is closed (4408)"
         },
     )
+    body_timeout_s: float = dataclasses.field(
+        default=30.0,
+        metadata={
+            "help": "longest wait for the next piece of a request body; beyond, 408 naming body"
+        },
+    )
     max_json_bytes: int = dataclasses.field(
         default=64 * 1024, metadata={"help": "largest JSON request body"}
     )
