@@ -30,8 +30,12 @@ from services.vision.engines.base import Box, Image, Matte
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
 _EXIF_ORIENTATION = 0x0112
 _FORMAT_NAMES = f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}"
-# Modes that convert to RGB without guessing; 16-bit and float images do not.
+# Modes that convert to RGB without guessing.
 MODES = ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr", "1")
+# 16-bit greyscale, as Pillow opens a 16-bit PNG (older Pillows as "I"): full range by the
+# format, so the top byte of each sample is its 8-bit value. (16-bit colour PNGs open as
+# RGB or RGBA already.)
+SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I")
 
 
 @dataclass(frozen=True)
@@ -76,13 +80,15 @@ def decode_image(data: bytes, max_pixels: int, working_side: int, field: str) ->
                     field, f"{opened.format} images are not supported; use {', '.join(FORMATS)}"
                 )
             _check_size(field, *opened.size, max_pixels)
-            if opened.mode not in MODES:
+            if opened.mode not in MODES and opened.mode not in SIXTEEN_BIT_GREY:
                 raise InvalidArgument(field, f"pixel mode {opened.mode} is not supported")
             opened.load()  # the first frame only
             # Phones store a portrait photo sideways with an EXIF orientation: turned
             # upright, people stand, as the models expect and as the caller saw the photo.
             turned = opened.getexif().get(_EXIF_ORIENTATION, 1) != 1
             upright = ImageOps.exif_transpose(opened) if turned else opened  # else no copy
+            if upright.mode in SIXTEEN_BIT_GREY:
+                upright = _eight_bit_grey(upright)
             # convert() copies even an RGB image: skip it, an image can be hundreds of MB.
             rgb = upright if upright.mode == "RGB" else upright.convert("RGB")
             return _with_working_copy(np.asarray(rgb, dtype=np.uint8), working_side, rgb)
@@ -94,6 +100,12 @@ def decode_image(data: bytes, max_pixels: int, working_side: int, field: str) ->
     except (OSError, SyntaxError, ValueError) as error:
         # Pillow reports truncated and corrupt files this way.
         raise InvalidArgument(field, f"cannot be decoded: {error}") from None
+
+
+def _eight_bit_grey(image: PilImage.Image) -> PilImage.Image:
+    """A 16-bit greyscale image as 8-bit greyscale (its samples' top bytes)."""
+    samples = np.asarray(image).astype(np.int64) >> 8
+    return PilImage.fromarray(samples.clip(0, 255).astype(np.uint8), "L")
 
 
 def crop_image(

@@ -196,22 +196,39 @@ class GrabCutMatte(MattingModel):
         # GrabCut seeds its colour models with k-means on OpenCV's per-thread RNG: a fixed
         # seed in this thread makes the matte depend on the image only.
         cv2.setRNGSeed(0)
-        labels, _, _ = cv2.grabCut(
-            cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
-            mask,
-            rect,
-            background,
-            foreground,
-            self._iterations,
-            cv2.GC_INIT_WITH_RECT,
-        )
-        hard = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
+        try:
+            labels, _, _ = cv2.grabCut(
+                cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+                mask,
+                rect,
+                background,
+                foreground,
+                self._iterations,
+                cv2.GC_INIT_WITH_RECT,
+            )
+            hard = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
+        except cv2.error:
+            # An image of a few pixels leaves GrabCut no samples for one of its colour
+            # models (or no room for a background around the focus): the focus box itself
+            # is the best cut there is.
+            hard = self._box_mask(focus, factor, small_width, small_height)
         # A one-pixel blur at the working size softens the staircase edge of the binary cut,
         # and the upscale below widens it in proportion.
         soft = cv2.GaussianBlur(hard, (0, 0), sigmaX=1.0)
         alpha = cv2.resize(soft, (width, height), interpolation=cv2.INTER_LINEAR)
         result: Matte = np.clip(alpha, 0.0, 1.0).astype(np.float32)
         return result
+
+    @staticmethod
+    def _box_mask(focus: Box, factor: float, width: int, height: int) -> Matte:
+        """1 inside ``focus`` (scaled by ``factor``, at least one pixel), 0 elsewhere."""
+        x0 = min(width - 1, int(focus.x_min * factor))
+        y0 = min(height - 1, int(focus.y_min * factor))
+        x1 = max(x0 + 1, math.ceil(focus.x_max * factor))
+        y1 = max(y0 + 1, math.ceil(focus.y_max * factor))
+        mask: Matte = np.zeros((height, width), np.float32)
+        mask[y0:y1, x0:x1] = 1.0
+        return mask
 
     @staticmethod
     def _centred(width: int, height: int) -> Box:

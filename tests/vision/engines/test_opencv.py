@@ -229,6 +229,21 @@ def test_matte_without_a_person_gives_no_error(matting: GrabCutMatte, kind: str)
     assert np.all((matte >= 0.0) & (matte <= 1.0))
 
 
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (2, 2), (1, 7), (2, 1)])
+def test_an_image_of_a_few_pixels_is_cut_by_its_focus(
+    matting: GrabCutMatte, height: int, width: int
+) -> None:
+    # Too few pixels for GrabCut's colour models: the focus box is the cut.
+    image = np.ascontiguousarray(next(noise(7))[:height, :width])
+
+    matte = matting.matte(image, None)
+    focused = matting.matte(image, Box(0, 0, 1, 1))
+
+    assert matte.shape == focused.shape == (height, width)
+    assert np.all((matte >= 0.0) & (matte <= 1.0))
+    assert focused[0, 0] > 0.0
+
+
 def test_matte_rejects_a_focus_outside_the_image(matting: GrabCutMatte, astronaut: Image) -> None:
     with pytest.raises(ValueError, match="does not overlap"):
         matting.matte(astronaut, Box(600, 600, 700, 700))
