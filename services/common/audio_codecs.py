@@ -51,6 +51,9 @@ OGG_PAGE_DURATION_US = 20_000
 """One Ogg page per Opus frame: the muxer holds the last page until the next begins, so
 a page is the audio a chunk's bytes may lag behind its PCM."""
 
+_SILENCE_MS = 20
+"""The silence a stream that never had audio holds: one Opus frame."""
+
 MP3_BIT_RATES = ((32000, 64_000), (16000, 48_000), (0, 32_000))
 """MP3 bit rate by sample rate (the first whose floor the rate reaches): MPEG-1 rates
 (32 kHz and up) at 64 kbit/s, MPEG-2 (16 to 24 kHz) at 48, MPEG-2.5 (8 to 12 kHz) at 32.
@@ -204,22 +207,26 @@ class StreamEncoder:
 
     def encode(self, pcm: Samples | npt.NDArray[np.int16]) -> bytes:
         """Encode the next chunk of PCM; the bytes ready now (possibly none yet)."""
-        import av
-
         samples = _as_float(pcm)
         with self._lock:
             if self._container is None:
                 raise ValueError("the encoder is closed")
             if samples.size:
-                frame = av.AudioFrame.from_ndarray(
-                    samples.reshape(1, -1), format=self._sample_format, layout="mono"
-                )
-                frame.sample_rate = self.sample_rate
-                frame.pts = self._samples
-                frame.time_base = self._time_base
-                self._samples += samples.size
-                self._container.mux(self._stream.encode(frame))
+                self._mux_frame(self._container, samples)
             return self._take()
+
+    def _mux_frame(self, container: OutputContainer, samples: Samples) -> None:
+        """Encode ``samples`` as the next frame into ``container`` (the lock held)."""
+        import av
+
+        frame = av.AudioFrame.from_ndarray(
+            samples.reshape(1, -1), format=self._sample_format, layout="mono"
+        )
+        frame.sample_rate = self.sample_rate
+        frame.pts = self._samples
+        frame.time_base = self._time_base
+        self._samples += samples.size
+        container.mux(self._stream.encode(frame))
 
     def close(self) -> bytes:
         """Flush the encoder and end the stream; the last bytes. Closing again returns
@@ -229,6 +236,12 @@ class StreamEncoder:
             if container is None:
                 return b""
             try:
+                if self._samples == 0:
+                    # Text with nothing to say makes no audio, and a stream of no frames is
+                    # no file a decoder opens (0 bytes of MP3; Ogg Opus headers alone,
+                    # which FFmpeg refuses): it holds a frame of silence instead.
+                    silence = self.sample_rate * _SILENCE_MS // 1000
+                    self._mux_frame(container, np.zeros(silence, np.float32))
                 container.mux(self._stream.encode(None))
             finally:
                 container.close()

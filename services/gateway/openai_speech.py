@@ -232,6 +232,8 @@ async def _audio(
                 timing.sent()
                 yield header + response.audio
                 header = b""
+        if header:  # no audio at all (nothing to say): still a WAV file, of no samples
+            yield header
     except aio.AioRpcError as error:
         logger.warning("Speak failed mid-stream: %s: %s", error.code().name, error.details())
         raise StreamBroken from None

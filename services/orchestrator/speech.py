@@ -19,6 +19,7 @@ from chorus.tts.v1 import tts_pb2, tts_pb2_grpc
 from services.common.abandoned_futures import abandon
 from services.common.audio_codecs import EncodedChunk, Encoding
 from services.common.audio_proto import encoding_proto
+from services.common.errors import InvalidArgument
 from services.common.pcm import SampleFormat
 from services.orchestrator.upstreams import Upstream
 
@@ -157,7 +158,14 @@ class SpeechClient:
         try:
             response = await self._prosody.Adjust(request, timeout=remaining_s)
         except grpc.aio.AioRpcError as error:
-            raise self.prosody.error(error) from None
+            failure = self.prosody.error(error)
+            if isinstance(failure, InvalidArgument) and failure.field.startswith("audio"):
+                # The audio is tts's, not the caller's: text with nothing to say ("...",
+                # an emoji a voice has no word for) makes none, or silence, which prosody
+                # cannot reshape. The speech goes out as it is, reported as a fallback.
+                reason = f"prosody left the speech as it was: {failure.message}"
+                return Adjusted(pcm, prosody_pb2.ConfidenceReport(), True, reason)
+            raise failure from None
         return Adjusted(
             response.audio.raw.pcm, response.confidence, response.fallback, response.fallback_reason
         )

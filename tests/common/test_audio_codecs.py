@@ -142,6 +142,17 @@ def test_a_stream_cut_after_any_chunk_decodes_up_to_there(codec: Codec, rate: in
     assert cuts > 10
 
 
+@pytest.mark.parametrize(("codec", "rate"), [(Codec.OGG_OPUS, 48000), (Codec.MP3, 22050)])
+def test_a_stream_that_never_had_audio_is_a_short_silence_that_decodes(
+    codec: Codec, rate: int
+) -> None:
+    encoder = StreamEncoder(codec, rate)
+    data = encoder.encode(np.zeros(0, np.float32)) + encoder.close()
+    decoded = decode_ogg_opus(data) if codec is Codec.OGG_OPUS else decode_mp3(data)[0]
+    assert 0 < decoded.size <= 0.1 * (OPUS_DECODE_RATE if codec is Codec.OGG_OPUS else rate)
+    assert np.abs(decoded).max() < 1e-3
+
+
 def test_int16_pcm_encodes_as_its_float_equivalent() -> None:
     pcm = speech_at(16000)
     as_int16 = np.round(np.clip(pcm, -1, 1) * 32767).astype(np.int16)

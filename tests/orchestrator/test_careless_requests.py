@@ -1,7 +1,8 @@
 """Requests the orchestrator must refuse as the caller's mistakes, at once and naming the
 caller's field, without wasting the inner services' work on them: a photo that is not an
 image, a batch with a voice or preset nobody has, a sample rate tts cannot make. And a
-batch that asks for more concurrency than the server allows gets the server's limit.
+batch that asks for more concurrency than the server allows gets the server's limit. And
+what is not the caller's mistake is not refused as one: text with nothing to say.
 
 Against the real tts, prosody and vision servers on loopback (tests.orchestrator.real_suite).
 """
@@ -18,6 +19,7 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
+from chorus.audio.v1 import audio_pb2
 from chorus.orchestrator.v1 import orchestrator_pb2 as pb
 from PIL import Image as PilImage
 from skimage import data
@@ -25,6 +27,7 @@ from skimage import data
 from services.common.wav import read_wav
 from tests.orchestrator.real_suite import Suite, real_suite, serving
 from tests.orchestrator.scripted import stand_ins
+from tests.support.compressed_audio import decode_mp3, decode_ogg_opus
 from tests.support.waiting import WAIT_S, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -180,3 +183,29 @@ async def test_speak_announces_and_makes_a_supported_sample_rate(suite: Suite) -
     assert responses[0].format.sample_rate_hz == 16000
     audio = b"".join(r.audio for r in responses if r.HasField("audio"))
     assert len(audio) // 2 / 16000 == pytest.approx(responses[-1].summary.audio_seconds)
+
+
+@pytest.mark.parametrize(
+    "encoding",
+    [
+        audio_pb2.AUDIO_ENCODING_PCM_S16LE,
+        audio_pb2.AUDIO_ENCODING_MP3,
+        audio_pb2.AUDIO_ENCODING_OGG_OPUS,
+    ],
+)
+async def test_text_with_nothing_to_say_is_spoken_as_it_is_not_refused(
+    suite: Suite, encoding: audio_pb2.AudioEncoding.ValueType
+) -> None:
+    # tts makes silence of punctuation alone, and prosody cannot reshape silence: that is
+    # not the caller's mistake, and no field of theirs is named for it.
+    request = pb.SpeakRequest(text="....", preset="celebration", encoding=encoding)
+    responses = [r async for r in suite.stub.Speak(request, timeout=WAIT_S)]
+    summary = responses[-1].summary
+    assert [s.fallback for s in summary.sentences] == [True]
+    assert summary.sentences[0].fallback_reason.startswith("prosody left the speech")
+    audio = [r.audio for r in responses if r.HasField("audio")]
+    assert all(audio), "no empty audio messages"
+    if encoding == audio_pb2.AUDIO_ENCODING_MP3:
+        decode_mp3(b"".join(audio))
+    elif encoding == audio_pb2.AUDIO_ENCODING_OGG_OPUS:
+        decode_ogg_opus(b"".join(audio))

@@ -214,6 +214,8 @@ class _Output:
 
     async def encode(self, pcm: bytes) -> AsyncGenerator[Audio, None]:
         """The audio ready after ``pcm`` (none while an encoder holds it all)."""
+        if not pcm:  # a sentence with nothing to say
+            return
         if self._format is SampleFormat.S16LE:
             yield Audio(pcm, len(pcm) // 2)
             return
