@@ -31,7 +31,11 @@ class JsonObject:
         """The object ``text`` holds; 400 naming ``where`` when it is not JSON."""
         try:
             value = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except RecursionError:
+            raise invalid(where, "is nested too deeply") from None
+        except ValueError as error:
+            # Malformed JSON, bytes that are not UTF-8, or an integer longer than Python
+            # converts (4300 digits): all the sender's.
             raise invalid(where, f"is not valid JSON: {error}") from None
         return cls(value, where)
 

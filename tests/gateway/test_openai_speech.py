@@ -205,14 +205,28 @@ async def test_a_lone_surrogate_is_400_naming_its_field(http: httpx.AsyncClient)
     assert response.json()["error"]["param"] == "input"
 
 
-async def test_a_body_that_is_not_json_is_400(http: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"{nope", "is not valid JSON"),
+        (b'{"input": "caf\xe9"}', "is not valid JSON"),  # Latin-1, not UTF-8
+        # Python's parser recurses into each level, and refuses integers of over 4300
+        # digits: both must be the sender's 400, not the server's 500.
+        (b"[" * 50_000, "is nested too deeply"),
+        (b'{"input": "hi", "speed": ' + b"9" * 5000 + b"}", "is not valid JSON"),
+    ],
+    ids=["malformed", "latin-1", "deep", "long-integer"],
+)
+async def test_a_body_that_is_not_json_is_400(
+    http: httpx.AsyncClient, body: bytes, problem: str
+) -> None:
     response = await http.post(
-        "/v1/audio/speech", content=b"{nope", headers={"Content-Type": "application/json"}
+        "/v1/audio/speech", content=body, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["param"] == "body"
-    assert error["message"].startswith("body: is not valid JSON")
+    assert error["message"].startswith(f"body: {problem}")
     assert "Traceback" not in response.text
 
 

@@ -167,6 +167,7 @@ CONFIG = json.dumps({"type": "config"})
     ("frames", "param", "code"),
     [
         (["{nope"], "message", 4400),
+        (["[" * 50_000], "message", 4400),
         (["[1, 2]"], "message", 4400),
         ([b"\x00\x01"], "message", 4400),
         (['{"type": "shout"}'], "type", 4400),
