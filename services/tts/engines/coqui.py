@@ -80,6 +80,7 @@ from services.tts.engines.vits_runner import VitsRequest, VitsRunner, VitsSpeech
 from services.tts.engines.words import align_words, timed_words, word_symbol_ranges
 from services.tts.engines.xtts_compat import bridge_xtts_cache_argument
 from services.tts.engines.xtts_decoder import XttsDecoder, XttsDecoders, xtts_audio
+from services.tts.engines.xtts_text import xtts_parts
 from services.tts.settings import TtsSettings
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ DEFAULT_VOICE = "default"
 _WARM_UP_TEXT = "Warming up."
 # Coqui's Synthesizer.tts puts this many zero samples after every sentence it speaks.
 _SENTENCE_PAUSE_SAMPLES = 10000
+# XTTS's character limit for a language its tokenizer lists none for (as Coqui's own).
+_XTTS_DEFAULT_CHAR_LIMIT = 250
 
 
 @dataclass(frozen=True)
@@ -424,9 +427,11 @@ class CoquiEngine(SpeechEngine):
         """Speak one sentence with ``voice`` on an idle copy of the model, feeding ``sink``.
 
         Blocks while every copy is busy. A sentence with no letter or digit (emoji,
-        punctuation) has nothing to say and makes no audio: models read such text as
-        nothing, or as noise. ``sink`` returning False stops XTTS between chunks.
-        ``words`` (VITS only) gets the words before the sentence's audio.
+        punctuation), or none the voice has a symbol for, has nothing to say and makes no
+        audio: models read such text as nothing, or as noise. A sentence longer than XTTS
+        speaks at once is spoken in parts (services.tts.engines.xtts_text). ``sink``
+        returning False stops XTTS between chunks. ``words`` (VITS only) gets the words
+        before the sentence's audio.
         """
         check_speaking_rate(speaking_rate)
         self._check_loaded()
@@ -434,6 +439,10 @@ class CoquiEngine(SpeechEngine):
         if chosen is None:
             raise EngineError(f"coqui engine has no voice {voice.name!r}")
         if not any(character.isalnum() for character in text):
+            return
+        if self._architecture != "xtts" and not _vits_reads_a_word(
+            self._loaded_copies.all[0], text, chosen
+        ):
             return
         batcher = self._batcher
         if batcher is not None:
@@ -502,6 +511,20 @@ class CoquiEngine(SpeechEngine):
     def _check_loaded(self) -> None:
         if self._copies is None:
             raise EngineError("coqui engine used before load() or after close()")
+
+
+def _vits_reads_a_word(model: Any, text: str, voice: _Voice) -> bool:
+    """Whether ``model``'s tokenizer keeps a letter or digit of ``text``: a character
+    tokenizer drops the characters it has no symbol for (Chinese for an English voice),
+    and VITS cannot run on the lone blank left of a sentence made of them. (A phonemizer
+    says something for any letter, and costs a call: it is not asked twice.)"""
+    tokenizer = model.tokenizer
+    if tokenizer.use_phonemes:
+        return True
+    return any(
+        tokenizer.characters.id_to_char(token).isalnum()
+        for token in tokenizer.text_to_ids(text, language=voice.language)
+    )
 
 
 def _speak_vits(
@@ -612,17 +635,37 @@ def _speak_xtts(
     ``decoder``, its GPT decoding is done there, in a batch with other sentences."""
     conditioning = model.speaker_manager.speakers[voice.speaker]
     latents, embedding = conditioning["gpt_cond_latent"], conditioning["speaker_embedding"]
-    if decoder is None:
-        chunks = model.inference_stream(text, voice.language, latents, embedding, speed=rate)
-    else:
-        assert voice.language is not None  # XTTS voices always have one
-        chunks = xtts_audio(decoder, text, voice.language, latents, embedding, speed=rate)
-    with contextlib.closing(chunks):
-        for chunk in chunks:
-            # Copied: on the CPU the chunk is a view into a tensor XTTS goes on using.
-            if not sink(chunk.detach().float().cpu().numpy().copy()):
-                return
+    assert voice.language is not None  # XTTS voices always have one
+    for part in xtts_parts(text, _xtts_fits(model, voice.language)):
+        if decoder is None:
+            chunks = model.inference_stream(part, voice.language, latents, embedding, speed=rate)
+        else:
+            chunks = xtts_audio(decoder, part, voice.language, latents, embedding, speed=rate)
+        with contextlib.closing(chunks):
+            for chunk in chunks:
+                # Copied: on the CPU the chunk is a view into a tensor XTTS goes on using.
+                if not sink(chunk.detach().float().cpu().numpy().copy()):
+                    return
     sink(np.zeros(_SENTENCE_PAUSE_SAMPLES, dtype=np.float32))
+
+
+def _xtts_fits(model: Any, language: str) -> Callable[[str], bool]:
+    """Whether a text is one XTTS speaks at once in ``language``: within the language's
+    character limit (checked first: the tokenizer warns past it) and its token limit,
+    read as ``inference_stream`` reads it (stripped, lower case)."""
+    language = language.split("-")[0]
+    tokenizer = model.tokenizer
+    char_limit = int(tokenizer.char_limits.get(language, _XTTS_DEFAULT_CHAR_LIMIT))
+    max_tokens = int(model.args.gpt_max_text_tokens)
+
+    def fits(text: str) -> bool:
+        sentence = text.strip().lower()
+        return (
+            len(sentence) <= char_limit
+            and len(tokenizer.encode(sentence, lang=language)) < max_tokens
+        )
+
+    return fits
 
 
 def _model_voices(model: Any, architecture: str, folder: str) -> list[_Voice]:

@@ -219,8 +219,17 @@ def test_the_sink_gets_one_call_per_sentence_ending_in_a_pause(vits: CoquiEngine
     assert np.array_equal(np.concatenate(calls), vits.speak_whole(TWO_SENTENCES))
 
 
-def test_a_sentence_with_nothing_to_say_makes_no_audio(vits: CoquiEngine) -> None:
-    assert engine_chunks(vits, "\N{GRINNING FACE} ...") == []
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\N{GRINNING FACE} ...",
+        # Letters, but none the English voice has a symbol for: its tokenizer drops them all.
+        "\u4f60\u597d\uff0c\u4e16\u754c\u3002",
+    ],
+    ids=["emoji", "letters-it-cannot-read"],
+)
+def test_a_sentence_with_nothing_to_say_makes_no_audio(vits: CoquiEngine, text: str) -> None:
+    assert engine_chunks(vits, text) == []
 
 
 def test_speaking_rate_scales_the_duration(vits: CoquiEngine) -> None:
@@ -322,6 +331,28 @@ def test_xtts_streams_chunks_within_a_sentence(xtts: CoquiEngine) -> None:
 
     slow = engine_chunks(xtts, "Hello there.", voice="Bob Stone/de", speaking_rate=0.5)
     assert speech_samples(slow) == pytest.approx(2 * expected, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "word " * 120,  # 600 characters: past the 250 of English, and the tiny GPT's tokens
+        "a" * 999,  # one word too long alone
+        "It cost $1,000,000.00 on 2026-11-30 at 12:30pm, 1e308 or 3.14159 " * 3,
+    ],
+    ids=["many-words", "one-long-word", "numbers-spelled-out"],
+)
+def test_xtts_speaks_a_sentence_longer_than_it_takes_at_once_in_parts(
+    xtts: CoquiEngine, text: str
+) -> None:
+    # XTTS refuses more text tokens than its GPT takes (100 here, 402 in XTTS v2).
+    chunks = engine_chunks(xtts, text)
+    # Each part makes the tiny model's fixed length of speech; one pause, at the end.
+    one_part = MAX_AUDIO_TOKENS * 256 * 24000 / 22050
+    assert speech_samples(chunks) > 1.5 * one_part
+    assert chunks[-1].size == PAUSE
+    assert not chunks[-1].any()
+    assert all(chunk.any() for chunk in chunks[:-1])
 
 
 def test_xtts_stops_when_the_sink_says_so(xtts: CoquiEngine) -> None:
