@@ -24,6 +24,7 @@ from services.common.server import process_lifetime
 from services.common.settings import load_settings
 from services.common.telemetry import Telemetry, configure_telemetry
 from services.gateway.app import build_app
+from services.gateway.http_protocol import with_header_timeout
 from services.gateway.orchestrator_client import OrchestratorClient
 from services.gateway.settings import GatewaySettings
 
@@ -76,6 +77,7 @@ async def start_gateway(settings: GatewaySettings, telemetry: Telemetry) -> Runn
         log_config=None,
         access_log=False,
         server_header=False,
+        http=with_header_timeout(settings.header_timeout_s),
         ws_max_size=settings.max_ws_message_bytes,
         timeout_graceful_shutdown=math.ceil(settings.grace_s),
     )

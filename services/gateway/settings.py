@@ -70,6 +70,13 @@ class GatewaySettings:
             "is closed (4408)"
         },
     )
+    header_timeout_s: float = dataclasses.field(
+        default=10.0,
+        metadata={
+            "help": "longest wait for a request's headers, from the connection opening or "
+            "the request's first byte; beyond, the connection is closed"
+        },
+    )
     body_timeout_s: float = dataclasses.field(
         default=30.0,
         metadata={
