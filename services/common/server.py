@@ -145,10 +145,27 @@ async def start_server(
     if settings.max_connection_age_s > 0:
         # Clients re-resolve only when a connection ends: ageing connections out is what
         # lets a replica added by the autoscaler get its share of a long-lived channel.
-        # Streams in flight get the drain grace to finish.
+        # New calls move at once; calls open on the aged connection (a conversation's
+        # stream) go on for the age grace, which keepalive below keeps from holding a
+        # vanished client's slots.
         options += [
             ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
-            ("grpc.max_connection_age_grace_ms", int(settings.grace_s * 1000)),
+            (
+                "grpc.max_connection_age_grace_ms",
+                int(settings.connection_age_grace_s * 1000),
+            ),
+        ]
+    if settings.keepalive_s > 0:
+        # A client that vanished without closing (its host gone, a network cut) sends no
+        # FIN: only an unanswered ping tells, and ends its calls, freeing their slots. Pings
+        # go only while calls are open, as often as needed on a silent stream.
+        options += [
+            ("grpc.keepalive_time_ms", int(settings.keepalive_s * 1000)),
+            ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_s * 1000)),
+            # gRPC core waits for any ping's ack this long too (a minute by default),
+            # whatever the keepalive timeout says.
+            ("grpc.http2.ping_timeout_ms", int(settings.keepalive_timeout_s * 1000)),
+            ("grpc.http2.max_pings_without_data", 0),
         ]
     server = aio.server(
         # The first is the outermost: RPC metrics see the status errors were mapped to.

@@ -37,7 +37,31 @@ class ServerSettings:
     )
     max_connection_age_s: float = dataclasses.field(
         default=300.0,
-        metadata={"help": "connections are closed (gracefully) after this long; 0 never"},
+        metadata={
+            "help": "after this long a connection takes no new calls (clients open another, "
+            "re-resolving replicas); 0 never"
+        },
+    )
+    connection_age_grace_s: float = dataclasses.field(
+        default=3600.0,
+        metadata={
+            "help": "how long calls still open on an aged connection may go on before it "
+            "is closed under them (a realtime stream lasts as long as its conversation)"
+        },
+    )
+    keepalive_s: float = dataclasses.field(
+        default=30.0,
+        metadata={
+            "help": "a connection with calls open is pinged after this long without "
+            "traffic; 0 never"
+        },
+    )
+    keepalive_timeout_s: float = dataclasses.field(
+        default=10.0,
+        metadata={
+            "help": "a ping unanswered this long ends the connection and its calls: a "
+            "client that vanished frees its slots"
+        },
     )
     max_in_flight: int = dataclasses.field(
         default=64, metadata={"help": "requests served at once before queueing"}
