@@ -32,9 +32,10 @@ logger = logging.getLogger(__name__)
 
 StubT = TypeVar("StubT")
 
-# Calls still running on a channel retired by a TLS rotation get this long to end (the
-# longest RPCs, a batch of segments, run for minutes) before they are cancelled.
-_RETIRED_CHANNEL_GRACE_S = 300.0
+# Calls still running on a channel retired by a TLS rotation get this long to end before
+# they are cancelled: as long as a realtime conversation's stream may go on (the servers'
+# CHORUS_CONNECTION_AGE_GRACE_S, the gateway's realtime deadline).
+_RETIRED_CHANNEL_GRACE_S = 3600.0
 
 # gRPC's own retries: a call is retried only while no response has arrived, which is the
 # rule for streams (a retried stream would replay audio the caller already has).
