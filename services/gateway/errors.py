@@ -115,6 +115,11 @@ def too_large(param: str, problem: str) -> ApiError:
     return ApiError(413, f"{param}: {problem}", param=param, code="payload_too_large")
 
 
+def too_late(param: str, problem: str) -> ApiError:
+    """A body or message that did not come in time: 408 naming ``param``."""
+    return ApiError(408, f"{param}: {problem}", param=param, code="timeout")
+
+
 def from_rpc_error(error: grpc.aio.AioRpcError, fields: Mapping[str, str]) -> ApiError:
     """What the client sees for a failed orchestrator call.
 

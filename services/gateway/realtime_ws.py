@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.common.stream_timing import StreamMetrics, StreamTiming
 from services.gateway.credentials import KeyCheck
-from services.gateway.errors import ApiError, from_rpc_error, invalid
+from services.gateway.errors import ApiError, from_rpc_error, invalid, too_late
 from services.gateway.json_fields import JsonObject
 from services.gateway.orchestrator_client import OrchestratorClient
 from services.gateway.settings import GatewaySettings
@@ -247,11 +247,8 @@ class RealtimeSpeech:
             async with asyncio.timeout(self._config_timeout_s):
                 return await _receive(websocket)
         except TimeoutError:
-            raise ApiError(
-                408,
-                f"config: none within {self._config_timeout_s:g} s of opening",
-                param="config",
-                code="timeout",
+            raise too_late(
+                "config", f"none within {self._config_timeout_s:g} s of opening"
             ) from None
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from services.gateway.errors import ApiError, too_large
+from services.gateway.errors import ApiError, too_large, too_late
 from services.gateway.json_fields import JsonObject
 
 
@@ -43,11 +43,8 @@ async def limited_stream(request: Request, limits: BodyLimits) -> AsyncIterator[
                 async with asyncio.timeout(limits.idle_timeout_s):
                     chunk = await anext(chunks, None)
             except TimeoutError:
-                raise ApiError(
-                    408,
-                    f"body: nothing more arrived for {limits.idle_timeout_s:g} s",
-                    param="body",
-                    code="timeout",
+                raise too_late(
+                    "body", f"nothing more arrived for {limits.idle_timeout_s:g} s"
                 ) from None
             if chunk is None:
                 return
