@@ -98,11 +98,10 @@ async def grpc_scenario(
     return await drive(call, concurrency, requests)
 
 
-async def in_process_scenario(
-    streamer: SpeechStreamer, engine: SpeechEngine, text: str, requests: int
-) -> Load:
-    """The same pipeline without gRPC, one request at a time: the baseline."""
-    spec = SynthesisSpec(
+def native_spec(engine: SpeechEngine, text: str) -> SynthesisSpec:
+    """``text`` in the engine's default voice at its own rate, as 16-bit PCM chunks sent
+    as soon as they are made: what every in-process scenario streams."""
+    return SynthesisSpec(
         text=text,
         voice=engine.resolve_voice("", ""),
         speaking_rate=1.0,
@@ -110,6 +109,13 @@ async def in_process_scenario(
         sample_format=SampleFormat.S16LE,
         chunk_samples=0,
     )
+
+
+async def in_process_scenario(
+    streamer: SpeechStreamer, engine: SpeechEngine, text: str, requests: int
+) -> Load:
+    """The same pipeline without gRPC, one request at a time: the baseline."""
+    spec = native_spec(engine, text)
 
     async def call() -> float | None:
         started, first = time.perf_counter(), None

@@ -40,13 +40,12 @@ from typing import Any
 from opentelemetry.trace import NoOpTracer
 
 from bench.load import drive
-from bench.tts_ttfa import TEXTS
+from bench.tts_ttfa import TEXTS, native_spec
 from devtools.builders.tiny_vits import build_vits
-from services.common.pcm import SampleFormat
 from services.tts.engine_scheduler import EngineScheduler
 from services.tts.engines.coqui import CoquiEngine
 from services.tts.engines.vits_runner import VitsRequest
-from services.tts.synthesis import SpeechStreamer, SynthesisSpec
+from services.tts.synthesis import SpeechStreamer
 
 CONFIGS = {
     # name: (batched, compiled)
@@ -83,14 +82,7 @@ async def measure(
     """``requests`` streams of the long text over ``concurrency`` clients, in-process."""
     scheduler = EngineScheduler(workers)
     streamer = SpeechStreamer(engine, scheduler, NoOpTracer())
-    spec = SynthesisSpec(
-        text=TEXTS["long"],
-        voice=engine.resolve_voice("", ""),
-        speaking_rate=1.0,
-        sample_rate=engine.sample_rate,
-        sample_format=SampleFormat.S16LE,
-        chunk_samples=0,
-    )
+    spec = native_spec(engine, TEXTS["long"])
 
     async def call() -> float | None:
         started, first = time.perf_counter(), None

@@ -44,12 +44,11 @@ from opentelemetry.trace import NoOpTracer
 from bench.gpu.kit_vision_batching import UtilisationSampler, gpu_description
 from bench.gpu.kit_vits_batched import cuda_memory, load_engine
 from bench.load import drive
-from bench.tts_ttfa import TEXTS
+from bench.tts_ttfa import TEXTS, native_spec
 from devtools.builders.tiny_xtts import build_xtts
-from services.common.pcm import SampleFormat
 from services.tts.engine_scheduler import EngineScheduler
 from services.tts.engines.coqui import CoquiEngine
-from services.tts.synthesis import SpeechStreamer, SynthesisSpec
+from services.tts.synthesis import SpeechStreamer
 
 GOAL_TTFA_P95_MS = 150.0
 GOAL_STREAMS = 8
@@ -163,14 +162,7 @@ async def measure(
     latency as bench.load summarises them, and each stream's real-time factor."""
     scheduler = EngineScheduler(workers)
     streamer = SpeechStreamer(engine, scheduler, NoOpTracer())
-    spec = SynthesisSpec(
-        text=text,
-        voice=engine.resolve_voice("", ""),
-        speaking_rate=1.0,
-        sample_rate=engine.sample_rate,
-        sample_format=SampleFormat.S16LE,
-        chunk_samples=0,
-    )
+    spec = native_spec(engine, text)
     bytes_per_second = 2 * engine.sample_rate
     factors: list[float] = []
     audio: list[float] = []
